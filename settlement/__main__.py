@@ -1,0 +1,3 @@
+from settlement.cli import main
+
+main()

@@ -1,0 +1,21 @@
+"""HTTP route handlers: thin controllers that decode, authorise, call one flow, encode."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from settlement.state import AppState
+
+StartupHook = Callable[[AppState], Awaitable[Callable[[], Awaitable[None]] | None]]
+
+
+def route_handlers() -> list[Any]:
+    from settlement.api.health import HealthController
+
+    return [HealthController]
+
+
+def startup_hooks() -> list[StartupHook]:
+    """Background tasks started with the app (each returns its stopper)."""
+    return []

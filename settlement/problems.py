@@ -1,0 +1,121 @@
+"""Every error leaves as RFC 9457 problem+json; this is the one place that maps them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from settlement.errors import SettlementError
+from settlement.logs import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+log = get_logger("settlement.http")
+
+
+def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
+    return Response(
+        content=body,
+        status_code=int(body["status"]),
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def problem_body(
+    status: int, code: str, title: str, detail: str, instance: str, **extra: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"https://settlement.example/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": instance,
+    }
+    body.update(extra)
+    return body
+
+
+def handle_settlement_error(
+    request: Request[Any, Any, Any], exc: SettlementError
+) -> Response[dict[str, Any]]:
+    if exc.status >= 500:
+        log.error("request_failed", code=exc.code, path=request.url.path)
+    return _response(exc.problem(instance=request.url.path))
+
+
+def _field_errors(extra: Any) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    if isinstance(extra, list):
+        for item in extra:
+            if isinstance(item, dict):
+                field = item.get("key") or ""
+                message = str(item.get("message", "invalid"))
+                # msgspec says `$.amount`; clients want the field path: "amount"
+                if not field and "`$." in message:
+                    field = message.split("`$.", 1)[1].split("`", 1)[0]
+                errors.append({"field": field, "message": message, "source": item.get("source", "body")})
+    return errors
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    path = request.url.path
+    if isinstance(exc, ValidationException):
+        errors = _field_errors(exc.extra)
+        detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors) or str(exc.detail)
+        # a body that is not JSON at all is a 400; JSON of the wrong shape is a 422
+        malformed = any(
+            "malformed" in e["message"].lower() or "json is" in e["message"].lower() for e in errors
+        )
+        if malformed or not errors:
+            return _response(
+                problem_body(400, "malformed_request", "Malformed request", detail, path, errors=errors)
+            )
+        return _response(
+            problem_body(422, "validation_failed", "Validation failed", detail, path, errors=errors)
+        )
+    if isinstance(exc, NotFoundException):
+        return _response(problem_body(404, "not_found", "Not found", "no such resource", path))
+    if isinstance(exc, MethodNotAllowedException):
+        return _response(
+            problem_body(405, "method_not_allowed", "Method not allowed", str(exc.detail), path),
+            headers=dict(exc.headers or {}),
+        )
+    status = exc.status_code
+    code = {401: "unauthorized", 403: "forbidden", 413: "payload_too_large", 429: "too_many_requests"}.get(
+        status, "http_error"
+    )
+    return _response(
+        problem_body(status, code, str(exc.detail), str(exc.detail), path), headers=dict(exc.headers or {})
+    )
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # The trace goes to the log, never to the client.
+    log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+    return _response(
+        problem_body(
+            HTTP_500_INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Internal error",
+            "the server failed to handle this request; it has been logged",
+            request.url.path,
+        )
+    )
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    SettlementError: handle_settlement_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}
+
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType"]
