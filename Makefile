@@ -13,6 +13,8 @@ setup: $(STAMP)
 
 ## Start the API on http://127.0.0.1:8000 with the embedded database and demo data.
 run: $(STAMP)
+	$(BIN)/settlement migrate
+	$(BIN)/settlement demo
 	$(BIN)/settlement serve
 
 ## Run the whole suite against a real PostgreSQL (embedded unless DATABASE_URL is set).

@@ -102,9 +102,7 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> L
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
             components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(type="http", scheme="bearer", description="API token")
-                }
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API token")}
             ),
             security=[{"bearer": []}],
         ),

@@ -117,9 +117,7 @@ def check_port_free(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise CliFailure(
-                    f"port {port} on {host} is already in use; choose another with --port"
-                ) from None
+                raise CliFailure(f"port {port} on {host} is already in use; choose another with --port") from None
             raise CliFailure(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
@@ -130,9 +128,7 @@ def check_port_free(host: str, port: int) -> None:
 @click.option("--migrate/--no-migrate", "do_migrate", default=True, help="Apply pending migrations first.")
 @click.pass_context
 @operational
-def serve(
-    ctx: click.Context, host: str | None, port: int | None, workers: int | None, do_migrate: bool
-) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None, do_migrate: bool) -> None:
     """Run the HTTP API with uvicorn."""
     import uvicorn
 

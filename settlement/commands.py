@@ -1,9 +1,204 @@
-"""Subcommands beyond serving and migrating: ledger, bench, demo, ..."""
+"""Subcommands: tokens, ledger, vouchers, demo, bench."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from typing import Any
+
 import click
+
+from settlement import db
+
+
+def _settings(ctx: click.Context) -> Any:
+    return ctx.find_root().obj["settings"]
+
+
+def _run(ctx: click.Context, fn: Any) -> Any:
+    """Run fn(conn) against the configured database, migrated first."""
+    from settlement.cli import _migrate, operational
+
+    @operational
+    def go() -> Any:
+        settings = _settings(ctx)
+        dsn = db.resolve_dsn(settings)
+        asyncio.run(_migrate(settings, dsn, quiet=True))
+
+        async def main() -> Any:
+            async with db.connection(dsn) as conn:
+                return await fn(conn, dsn)
+
+        return asyncio.run(main())
+
+    return go()
 
 
 def register(cli: click.Group) -> None:
-    return None
+    cli.add_command(tokens)
+    cli.add_command(ledger)
+    cli.add_command(vouchers)
+    cli.add_command(demo)
+    cli.add_command(bench)
+
+
+@click.group()
+def tokens() -> None:
+    """API tokens."""
+
+
+@tokens.command("create")
+@click.option(
+    "--organisation",
+    "organisation_id",
+    type=int,
+    default=None,
+    help="Organisation id; omitted with --role platform_admin, the platform organisation is created.",
+)
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["platform_admin", "sponsor_finance", "sponsor_approver", "validator", "supplier", "auditor"]),
+)
+@click.option("--name", required=True, help="Who holds the token, e.g. 'Anna Bakker (finance)'.")
+@click.pass_context
+def tokens_create(ctx: click.Context, organisation_id: int | None, role: str, name: str) -> None:
+    """Create a token and print its secret (shown once)."""
+    from settlement.orgs import flows
+
+    async def fn(conn: Any, _: str) -> str:
+        async with conn.transaction():
+            org = organisation_id
+            if org is None:
+                if role != "platform_admin":
+                    raise click.UsageError("--organisation is required for this role")
+                org = await conn.fetchval(
+                    "SELECT id FROM organisations WHERE 'platform' = ANY(kinds) ORDER BY id LIMIT 1"
+                )
+                if org is None:
+                    org = (await flows.create_organisation(conn, "system:cli", "Platform operations", ["platform"])).id
+            t = await flows.issue_token(conn, "system:cli", org, role, name)
+            return t.token
+
+    secret = _run(ctx, fn)
+    click.echo(secret)
+
+
+@click.group()
+def ledger() -> None:
+    """The double-entry ledger."""
+
+
+@ledger.command("verify")
+@click.option("--ledger", "ledger_id", type=int, default=None, help="One ledger; all when omitted.")
+@click.pass_context
+def ledger_verify(ctx: click.Context, ledger_id: int | None) -> None:
+    """Recompute the hash chains; name the first broken link. Exit 1 when broken."""
+    from ledger.verify import ledger_ids, verify_ledger
+
+    async def fn(conn: Any, _: str) -> list[Any]:
+        ids = [ledger_id] if ledger_id else await ledger_ids(conn)
+        return [await verify_ledger(conn, i) for i in ids]
+
+    reports = _run(ctx, fn)
+    bad = [r for r in reports if not r.ok]
+    for r in reports:
+        if r.ok:
+            click.echo(f"ledger {r.ledger_id}: ok, {r.entries} entries")
+        else:
+            click.echo(
+                f"ledger {r.ledger_id}: BROKEN at entry seq {r.first_broken_seq} ({r.first_broken_entry}): {r.problem}"
+            )
+    if bad:
+        sys.exit(1)
+
+
+@ledger.command("expire-holds")
+@click.pass_context
+def ledger_expire(ctx: click.Context) -> None:
+    """Expire holds whose time has passed (reservations become expired)."""
+    from settlement.jobs import expire_holds_once
+
+    n = _run(ctx, lambda conn, _: expire_holds_once(conn))
+    click.echo(f"expired {n} hold(s)")
+
+
+@click.group()
+def vouchers() -> None:
+    """Vouchers."""
+
+
+@vouchers.command("expire")
+@click.pass_context
+def vouchers_expire(ctx: click.Context) -> None:
+    """Close vouchers past their validity; unspent money returns to the funds."""
+    from settlement.vouchers.flows import expire_vouchers
+
+    async def fn(conn: Any, _: str) -> int:
+        total = 0
+        while True:
+            async with conn.transaction():
+                n = await expire_vouchers(conn)
+            total += n
+            if n:
+                click.echo(f"  expired {total} so far", err=True)
+            if n == 0:
+                return total
+
+    click.echo(f"expired {_run(ctx, fn)} voucher(s)")
+
+
+@click.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Seed the demo (idempotent) and print its tokens."""
+    from settlement import demo as demo_mod
+
+    settings = _settings(ctx)
+
+    async def fn(conn: Any, _: str) -> dict[str, str] | None:
+        exists = await conn.fetchval("SELECT 1 FROM organisations WHERE name = $1", demo_mod.DEMO_MARKER)
+        if exists:
+            return None
+        async with conn.transaction():
+            return await demo_mod.seed(conn)
+
+    seeded = _run(ctx, fn)
+    path = demo_mod.tokens_file(settings.data_dir)
+    if seeded is not None:
+        demo_mod.save_tokens(settings.data_dir, seeded)
+        click.echo(f"demo data seeded; tokens saved to {path}")
+    elif path.exists():
+        click.echo(f"demo data already present; tokens in {path}")
+    else:
+        click.echo("demo data already present (its tokens file is gone; create new ones with `settlement tokens`)")
+        return
+    for name, secret in json.loads(path.read_text()).items():
+        click.echo(f"  {name:20s} {secret}")
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks that print figures (JSON with --json)."""
+
+
+def _print(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for k, v in result.items():
+        click.echo(f"{k:28s} {v}")
+
+
+@bench.command("ledger")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--batch-size", default=5_000, show_default=True)
+@click.option("--batches", default=8, show_default=True)
+@click.pass_context
+def bench_ledger_cmd(ctx: click.Context, as_json: bool, batch_size: int, batches: int) -> None:
+    """Batch engine (uniform, hot account), concurrent single calls, vs plain SQL."""
+    from ledger.bench import bench_ledger
+
+    result = _run(ctx, lambda conn, dsn: bench_ledger(dsn, batch_size=batch_size, batches=batches))
+    _print(result, as_json)

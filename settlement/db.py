@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import psutil
 
+from ledger import codecs as ledger_codecs
 from settlement.config import Settings
 
 EMBEDDED_DATABASE = "settlement"
@@ -92,15 +93,7 @@ def resolve_dsn(settings: Settings) -> str:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # jsonb as Python objects through msgspec; fast and exact for ints.
-    import msgspec
-
-    await conn.set_type_codec(
-        "jsonb",
-        encoder=lambda v: msgspec.json.encode(v).decode(),
-        decoder=msgspec.json.decode,
-        schema="pg_catalog",
-    )
+    await ledger_codecs.init_connection(conn)
 
 
 async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:

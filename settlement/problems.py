@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -17,6 +18,8 @@ from settlement.errors import SettlementError
 from settlement.logs import get_logger
 
 PROBLEM_JSON = "application/problem+json"
+_AT_PATH = re.compile(r"at `\$\.([^`]+)`")
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 log = get_logger("settlement.http")
 
 
@@ -29,9 +32,7 @@ def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Re
     )
 
 
-def problem_body(
-    status: int, code: str, title: str, detail: str, instance: str, **extra: Any
-) -> dict[str, Any]:
+def problem_body(status: int, code: str, title: str, detail: str, instance: str, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": f"https://settlement.example/problems/{code}",
         "title": title,
@@ -44,9 +45,7 @@ def problem_body(
     return body
 
 
-def handle_settlement_error(
-    request: Request[Any, Any, Any], exc: SettlementError
-) -> Response[dict[str, Any]]:
+def handle_settlement_error(request: Request[Any, Any, Any], exc: SettlementError) -> Response[dict[str, Any]]:
     if exc.status >= 500:
         log.error("request_failed", code=exc.code, path=request.url.path)
     return _response(exc.problem(instance=request.url.path))
@@ -59,9 +58,10 @@ def _field_errors(extra: Any) -> list[dict[str, Any]]:
             if isinstance(item, dict):
                 field = item.get("key") or ""
                 message = str(item.get("message", "invalid"))
-                # msgspec says `$.amount`; clients want the field path: "amount"
-                if not field and "`$." in message:
-                    field = message.split("`$.", 1)[1].split("`", 1)[0]
+                # msgspec says "... - at `$.amount`" or "unknown field `bogus`": name that field
+                m = _AT_PATH.search(message) or _UNKNOWN_FIELD.search(message)
+                if m:
+                    field = m.group(1)
                 errors.append({"field": field, "message": message, "source": item.get("source", "body")})
     return errors
 
@@ -72,16 +72,10 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         errors = _field_errors(exc.extra)
         detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors) or str(exc.detail)
         # a body that is not JSON at all is a 400; JSON of the wrong shape is a 422
-        malformed = any(
-            "malformed" in e["message"].lower() or "json is" in e["message"].lower() for e in errors
-        )
+        malformed = any("malformed" in e["message"].lower() or "json is" in e["message"].lower() for e in errors)
         if malformed or not errors:
-            return _response(
-                problem_body(400, "malformed_request", "Malformed request", detail, path, errors=errors)
-            )
-        return _response(
-            problem_body(422, "validation_failed", "Validation failed", detail, path, errors=errors)
-        )
+            return _response(problem_body(400, "malformed_request", "Malformed request", detail, path, errors=errors))
+        return _response(problem_body(422, "validation_failed", "Validation failed", detail, path, errors=errors))
     if isinstance(exc, NotFoundException):
         return _response(problem_body(404, "not_found", "Not found", "no such resource", path))
     if isinstance(exc, MethodNotAllowedException):
@@ -90,6 +84,8 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
             headers=dict(exc.headers or {}),
         )
     status = exc.status_code
+    if status == 400 and "malformed" in str(exc.detail).lower():
+        return _response(problem_body(400, "malformed_request", "Malformed request", str(exc.detail), path))
     code = {401: "unauthorized", 403: "forbidden", 413: "payload_too_large", 429: "too_many_requests"}.get(
         status, "http_error"
     )

@@ -32,7 +32,7 @@ CREATE TABLE accounts (
         NOT credits_must_not_exceed_debits OR credits_posted + credits_pending <= debits_posted),
     CONSTRAINT flags_are_mutually_exclusive CHECK (
         NOT (debits_must_not_exceed_credits AND credits_must_not_exceed_debits))
-);
+) WITH (fillfactor = 70);  -- room for HOT updates: balances change on every batch
 
 -- A journal entry (boeking): transfers of one ledger that commit together.
 CREATE TABLE journal_entries (
@@ -48,16 +48,20 @@ CREATE TABLE journal_entries (
     hash          bytea NOT NULL,
     UNIQUE (ledger_id, seq)
 );
-CREATE INDEX journal_entries_ledger_created ON journal_entries (ledger_id, created_at);
 
 -- kind: 'posted' moves posted balances; 'pending' reserves; 'post_pending',
 -- 'void_pending' and 'expire_pending' resolve a pending transfer. For
 -- post_pending, amount is what was posted (at most the pending amount; the
 -- rest is released); for void/expire it is the released pending amount.
+-- Transfer ids derive from their entry's id (ledger.model.transfer_id), so
+-- the entry's primary key makes them unique; they carry no index of their own
+-- (holds are found through the holds table). No per-row foreign key either:
+-- the engine writes an entry and its transfers in one statement pair of one
+-- transaction, and `settlement ledger verify` checks that they belong together.
 CREATE TABLE transfers (
     n                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id                 uuid NOT NULL UNIQUE,
-    entry_id           uuid NOT NULL REFERENCES journal_entries (id),
+    id                 uuid NOT NULL,
+    entry_id           uuid NOT NULL,
     ledger_id          bigint NOT NULL,
     debit_account_id   bigint NOT NULL,
     credit_account_id  bigint NOT NULL,
@@ -79,7 +83,7 @@ CREATE INDEX transfers_pending ON transfers (pending_id) WHERE pending_id IS NOT
 -- Open and resolved holds: derived state of pending transfers, so that the
 -- expiry job and post/void find them without scanning history.
 CREATE TABLE holds (
-    transfer_id        uuid PRIMARY KEY REFERENCES transfers (id),
+    transfer_id        uuid PRIMARY KEY,
     ledger_id          bigint NOT NULL,
     debit_account_id   bigint NOT NULL,
     credit_account_id  bigint NOT NULL,

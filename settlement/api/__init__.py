@@ -12,10 +12,22 @@ StartupHook = Callable[[AppState], Awaitable[Callable[[], Awaitable[None]] | Non
 
 def route_handlers() -> list[Any]:
     from settlement.api.health import HealthController
+    from settlement.api.orgs import OrganisationController
+    from settlement.api.sponsors import SponsorController
+    from settlement.api.suppliers import SupplierController
+    from settlement.api.vouchers import VoucherController
 
-    return [HealthController]
+    return [
+        HealthController,
+        OrganisationController,
+        SponsorController,
+        SupplierController,
+        VoucherController,
+    ]
 
 
 def startup_hooks() -> list[StartupHook]:
     """Background tasks started with the app (each returns its stopper)."""
-    return []
+    from settlement.jobs import start_hold_expiry
+
+    return [start_hold_expiry]

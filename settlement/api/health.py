@@ -44,9 +44,7 @@ class HealthController(Controller):
         except migrate.MigrationError as exc:
             raise Unavailable(str(exc), code="migrations_invalid") from exc
         except Exception as exc:
-            raise Unavailable(
-                f"database check failed: {type(exc).__name__}", code="database_unreachable"
-            ) from exc
+            raise Unavailable(f"database check failed: {type(exc).__name__}", code="database_unreachable") from exc
         if todo:
             raise Unavailable(
                 f"{len(todo)} migration(s) pending; run `settlement migrate`",

@@ -13,9 +13,7 @@ from settlement.config import REPO_ROOT
 SETTLEMENT = [sys.executable, "-m", "settlement"]
 
 
-def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     full_env.update(env or {})
     return subprocess.run(

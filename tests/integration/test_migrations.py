@@ -29,9 +29,7 @@ async def test_empty_database_to_latest_then_nothing(empty_dsn: str, test_settin
         await conn.close()
 
 
-async def test_changed_applied_file_is_refused(
-    empty_dsn: str, test_settings: Settings, tmp_path: Path
-) -> None:
+async def test_changed_applied_file_is_refused(empty_dsn: str, test_settings: Settings, tmp_path: Path) -> None:
     copy = tmp_path / "migrations"
     shutil.copytree(test_settings.migrations_dir, copy)
     conn = await asyncpg.connect(empty_dsn)
@@ -63,9 +61,7 @@ async def test_two_processes_migrating_at_once(empty_dsn: str, test_settings: Se
         await b.close()
 
 
-async def test_failing_migration_leaves_nothing(
-    empty_dsn: str, test_settings: Settings, tmp_path: Path
-) -> None:
+async def test_failing_migration_leaves_nothing(empty_dsn: str, test_settings: Settings, tmp_path: Path) -> None:
     copy = tmp_path / "migrations"
     shutil.copytree(test_settings.migrations_dir, copy)
     (copy / "9999_broken.sql").write_text("CREATE TABLE half_done (id int); SELECT no_such_function();")

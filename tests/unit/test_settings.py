@@ -16,9 +16,7 @@ def test_defaults_work_on_a_laptop() -> None:
 
 
 def test_environment_is_read() -> None:
-    s = load_settings(
-        env={"SETTLEMENT_PORT": "9001", "SETTLEMENT_DATA_DIR": "/tmp/x", "SETTLEMENT_LOG_FORMAT": "json"}
-    )
+    s = load_settings(env={"SETTLEMENT_PORT": "9001", "SETTLEMENT_DATA_DIR": "/tmp/x", "SETTLEMENT_LOG_FORMAT": "json"})
     assert s.port == 9001
     assert s.data_dir == Path("/tmp/x")
     assert s.log_format == "json"

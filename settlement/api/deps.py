@@ -1,0 +1,43 @@
+"""Dependencies shared by controllers: the caller, the pool, paging."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.di import Provide
+
+from settlement.auth import Actor, TokenCache, authenticate
+from settlement.errors import BadRequest
+from settlement.state import AppState
+
+
+async def provide_actor(request: Request[Any, Any, Any]) -> Actor:
+    state: AppState = request.app.state.app_state
+    cache = state.extras.setdefault("token_cache", TokenCache())
+    return await authenticate(state.pool, cache, request.headers.get("authorization"))
+
+
+ACTOR = {"actor": Provide(provide_actor)}
+
+
+class Api(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of request bodies: unknown fields are refused, not ignored."""
+
+
+def encode_cursor(at: datetime, ident: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{ident}".encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if not cursor:
+        return None
+    try:
+        at, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), uuid.UUID(ident)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("cursor is not one this API gave out", code="cursor_invalid") from None

@@ -1,0 +1,124 @@
+"""Organisations and API tokens: the platform admin's endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import Parameter
+
+from settlement.api.deps import ACTOR, Api
+from settlement.auth import Actor, require
+from settlement.orgs import flows
+from settlement.state import AppState
+from settlement.tx import in_transaction, write
+
+Kind = Literal["platform", "sponsor", "validator", "supplier"]
+RoleName = Literal["platform_admin", "sponsor_finance", "sponsor_approver", "validator", "supplier", "auditor"]
+
+
+class OrganisationIn(Api):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    kinds: Annotated[list[Kind], msgspec.Meta(min_length=1)]
+    supplier_category: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,40}$")] | None = None
+    kvk: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}$")] | None = None
+    remittance: Literal["supplier_reference", "voucher_code", "redemption_id"] = "supplier_reference"
+
+
+class TokenIn(Api):
+    role: RoleName
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class OrganisationController(Controller):
+    path = "/v1"
+    tags = ["organisations"]  # noqa: RUF012
+    dependencies = ACTOR
+
+    @post(
+        "/organisations",
+        summary="Create an organisation (platform admin)",
+        description="Kinds: sponsor (gets its own ledger), validator, supplier (needs supplier_category), platform.",
+    )
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        app_state: NamedDependency[AppState],
+        data: OrganisationIn,
+    ) -> Response[flows.Organisation]:
+        require(actor, "platform_admin")
+        return await write(
+            request,
+            app_state.pool,
+            actor,
+            data,
+            lambda conn: flows.create_organisation(
+                conn,
+                actor,
+                data.name,
+                list(data.kinds),
+                supplier_category=data.supplier_category,
+                kvk=data.kvk,
+                remittance=data.remittance,
+            ),
+        )
+
+    @get("/organisations", summary="List organisations (platform admin)")
+    async def index(
+        self,
+        actor: Actor,
+        app_state: NamedDependency[AppState],
+        after: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 100,
+    ) -> list[flows.Organisation]:
+        require(actor, "platform_admin")
+        result: list[flows.Organisation] = await in_transaction(
+            app_state.pool, lambda conn: flows.list_organisations(conn, after, limit)
+        )
+        return result
+
+    @post(
+        "/organisations/{organisation_id:int}/tokens",
+        summary="Issue an API token (platform admin)",
+        description="The secret is in the response once; only its hash is stored.",
+    )
+    async def token(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        app_state: NamedDependency[AppState],
+        organisation_id: int,
+        data: TokenIn,
+    ) -> Response[flows.TokenCreated]:
+        require(actor, "platform_admin")
+        return await write(
+            request,
+            app_state.pool,
+            actor,
+            data,
+            lambda conn: flows.issue_token(conn, actor, organisation_id, data.role, data.name),
+        )
+
+    @post("/tokens/{token_id:int}/revoke", summary="Revoke an API token (platform admin)", status_code=200)
+    async def revoke(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        app_state: NamedDependency[AppState],
+        token_id: int,
+    ) -> Response[flows.TokenInfo]:
+        require(actor, "platform_admin")
+        cache = app_state.extras.get("token_cache")
+        if cache is not None:  # this process forgets at once; others within TOKEN_CACHE_TTL_S
+            cache.clear()
+        return await write(
+            request,
+            app_state.pool,
+            actor,
+            {"token_id": token_id},
+            lambda conn: flows.revoke_token(conn, actor, token_id),
+            status=200,
+        )

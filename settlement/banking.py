@@ -1,0 +1,46 @@
+"""IBAN and BIC checks (schwifty), with rule-named error codes."""
+
+from __future__ import annotations
+
+from schwifty import BIC, IBAN
+from schwifty.exceptions import SchwiftyException
+
+from settlement.errors import ValidationFailed
+
+
+def check_iban(value: str, bic: str | None = None, *, field: str = "iban") -> tuple[str, str]:
+    """Return (compact IBAN, BIC). The BIC is derived from the bank registry
+    when not given; an IBAN whose bank code no registry knows, without a BIC,
+    is refused (``iban_unknown_bank``): a payment to it would bounce."""
+    try:
+        iban = IBAN(value, validate_bban=True)
+    except SchwiftyException as exc:
+        raise ValidationFailed(
+            f"{field} is not a valid IBAN: {exc}",
+            code="iban_invalid",
+            errors=[{"field": field, "message": str(exc)}],
+        ) from None
+    if bic:
+        try:
+            given = BIC(bic)
+        except SchwiftyException as exc:
+            raise ValidationFailed(
+                f"bic is not a valid BIC: {exc}",
+                code="bic_invalid",
+                errors=[{"field": "bic", "message": str(exc)}],
+            ) from None
+        if given.country_code != iban.country_code:
+            raise ValidationFailed(
+                "bic belongs to another country than the IBAN",
+                code="bic_country_mismatch",
+                errors=[{"field": "bic", "message": "country differs from the IBAN's"}],
+            )
+        return iban.compact, str(given.compact)
+    derived = iban.bic
+    if derived is None:
+        raise ValidationFailed(
+            f"no bank is known for bank code {iban.bank_code} of this IBAN; give its BIC",
+            code="iban_unknown_bank",
+            errors=[{"field": field, "message": "unknown bank code"}],
+        )
+    return iban.compact, str(derived.compact)

@@ -1,0 +1,55 @@
+"""The chart of accounts of a sponsor ledger (DESIGN.md "Chart of accounts").
+
+The only place that turns business things into ledger account codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.accounts import ensure_accounts
+from ledger.model import AccountSpec
+
+
+def funding(code: str) -> str:
+    return f"funding:{code}"
+
+
+def fund(fund_id: int) -> str:
+    return f"fund:{fund_id}"
+
+
+def voucher(voucher_code: str) -> str:
+    return f"voucher:{voucher_code}"
+
+
+def payable(supplier_id: int) -> str:
+    return f"payable:{supplier_id}"
+
+
+def in_transit(iban: str) -> str:
+    return f"in_transit:{iban}"
+
+
+def bank(iban: str) -> str:
+    return f"bank:{iban}"
+
+
+# Debit-limited accounts: a fund cannot give out more than it was granted, a
+# voucher cannot spend more than it holds.
+LIMITED_PREFIXES = ("fund:", "voucher:")
+
+
+def spec(ledger_id: int, code: str, name: str) -> AccountSpec:
+    return AccountSpec(
+        ledger_id=ledger_id,
+        code=code,
+        name=name,
+        debits_must_not_exceed_credits=code.startswith(LIMITED_PREFIXES),
+    )
+
+
+async def ensure(conn: Any, ledger_id: int, items: list[tuple[str, str]]) -> dict[str, int]:
+    """Make sure accounts exist; return code -> account id."""
+    accounts = await ensure_accounts(conn, [spec(ledger_id, code, name) for code, name in items])
+    return {a.code: a.id for a in accounts}

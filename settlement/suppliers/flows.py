@@ -1,0 +1,193 @@
+"""Suppliers and their bank details: a change is a request that a sponsor
+approver other than the requester accepts (four eyes). Payouts never use
+pending or blocked details."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from settlement import audit
+from settlement.auth import Actor
+from settlement.banking import check_iban
+from settlement.errors import Conflict, Forbidden, NotFound
+
+MAX_LIST = 500
+
+
+class BankDetails(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    supplier_id: int
+    iban: str
+    bic: str | None
+    holder_name: str
+    state: str
+    requested_at: datetime
+    requested_by: int
+    decided_by: int | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+
+
+class Supplier(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    name: str
+    category: str
+    kvk: str | None
+    remittance: str
+    bank_details: BankDetails | None  # the active (or blocked) ones
+    pending_change: BankDetails | None = None
+
+
+_BD_COLS = "id, supplier_id, iban, bic, holder_name, state, requested_at, requested_by, decided_by, decided_at, reason"
+
+
+def _bd(r: Any) -> BankDetails:
+    return BankDetails(**{k: r[k] for k in _BD_COLS.split(", ")})
+
+
+async def get_supplier(conn: Any, actor: Actor, supplier_id: int) -> Supplier:
+    # A supplier sees itself; sponsors and validators see the directory.
+    if actor.role == "supplier" and actor.organisation_id != supplier_id:
+        raise NotFound("no such supplier", code="supplier_not_found")
+    row = await conn.fetchrow(
+        "SELECT s.organisation_id, o.name, s.category, s.kvk, s.remittance FROM suppliers s "
+        "JOIN organisations o ON o.id = s.organisation_id WHERE s.organisation_id = $1",
+        supplier_id,
+    )
+    if row is None:
+        raise NotFound("no such supplier", code="supplier_not_found")
+    current = await conn.fetchrow(
+        f"SELECT {_BD_COLS} FROM supplier_bank_details WHERE supplier_id = $1 AND state IN ('active', 'blocked')",
+        supplier_id,
+    )
+    pending = await conn.fetchrow(
+        f"SELECT {_BD_COLS} FROM supplier_bank_details WHERE supplier_id = $1 "
+        "AND state = 'pending' ORDER BY id DESC LIMIT 1",
+        supplier_id,
+    )
+    return Supplier(
+        id=row["organisation_id"],
+        name=row["name"],
+        category=row["category"],
+        kvk=row["kvk"],
+        remittance=row["remittance"],
+        bank_details=_bd(current) if current else None,
+        pending_change=_bd(pending) if pending else None,
+    )
+
+
+async def list_suppliers(conn: Any, actor: Actor, after: int, limit: int) -> list[Supplier]:
+    if actor.role == "supplier":
+        return [await get_supplier(conn, actor, actor.organisation_id)]
+    ids = await conn.fetch(
+        "SELECT organisation_id FROM suppliers WHERE organisation_id > $1 ORDER BY 1 LIMIT $2",
+        after,
+        min(limit, MAX_LIST),
+    )
+    return [await get_supplier(conn, actor, r["organisation_id"]) for r in ids]
+
+
+async def request_bank_details(
+    conn: Any, actor: Actor, supplier_id: int, iban: str, bic: str | None, holder_name: str
+) -> BankDetails:
+    if not (actor.role == "supplier" and actor.organisation_id == supplier_id) and actor.role != "sponsor_finance":
+        raise NotFound("no such supplier", code="supplier_not_found")
+    exists = await conn.fetchval("SELECT 1 FROM suppliers WHERE organisation_id = $1", supplier_id)
+    if not exists:
+        raise NotFound("no such supplier", code="supplier_not_found")
+    compact, bic_ = check_iban(iban, bic)
+    # a newer request replaces an undecided older one
+    await conn.execute(
+        "UPDATE supplier_bank_details SET state = 'superseded' WHERE supplier_id = $1 AND state = 'pending'",
+        supplier_id,
+    )
+    row = await conn.fetchrow(
+        f"INSERT INTO supplier_bank_details (supplier_id, iban, bic, holder_name, requested_by) "
+        f"VALUES ($1, $2, $3, $4, $5) RETURNING {_BD_COLS}",
+        supplier_id,
+        compact,
+        bic_,
+        holder_name,
+        actor.token_id,
+    )
+    bd = _bd(row)
+    await audit.record(conn, actor, "bank_details.requested", "supplier", supplier_id, after=bd)
+    return bd
+
+
+async def list_pending(conn: Any, actor: Actor) -> list[BankDetails]:
+    if actor.role not in ("sponsor_approver", "sponsor_finance", "auditor"):
+        raise Forbidden("only sponsor teams review bank-detail changes", code="role_not_allowed")
+    rows = await conn.fetch(
+        f"SELECT {_BD_COLS} FROM supplier_bank_details WHERE state = 'pending' ORDER BY id LIMIT $1", MAX_LIST
+    )
+    return [_bd(r) for r in rows]
+
+
+async def decide(conn: Any, actor: Actor, request_id: int, approve: bool, reason: str | None) -> BankDetails:
+    if actor.role != "sponsor_approver":
+        raise Forbidden("a sponsor approver decides bank-detail changes", code="role_not_allowed")
+    row = await conn.fetchrow(f"SELECT {_BD_COLS} FROM supplier_bank_details WHERE id = $1 FOR UPDATE", request_id)
+    if row is None:
+        raise NotFound("no such bank-detail request", code="bank_details_not_found")
+    if row["state"] != "pending":
+        raise Conflict(f"this request is already {row['state']}", code="bank_details_not_pending")
+    if row["requested_by"] == actor.token_id:
+        raise Forbidden(
+            "four eyes: you requested this change, someone else must approve it",
+            code="approver_must_differ_from_requester",
+        )
+    before = await conn.fetchrow(
+        f"SELECT {_BD_COLS} FROM supplier_bank_details WHERE supplier_id = $1 AND state IN ('active', 'blocked')",
+        row["supplier_id"],
+    )
+    if approve:
+        await conn.execute(
+            "UPDATE supplier_bank_details SET state = 'superseded' WHERE supplier_id = $1 "
+            "AND state IN ('active', 'blocked')",
+            row["supplier_id"],
+        )
+    new = await conn.fetchrow(
+        f"UPDATE supplier_bank_details SET state = $2, decided_by = $3, decided_at = now(), reason = $4 "
+        f"WHERE id = $1 RETURNING {_BD_COLS}",
+        request_id,
+        "active" if approve else "rejected",
+        actor.token_id,
+        reason,
+    )
+    bd = _bd(new)
+    await audit.record(
+        conn,
+        actor,
+        "bank_details.approved" if approve else "bank_details.rejected",
+        "supplier",
+        row["supplier_id"],
+        before=_bd(before) if before else None,
+        after=bd,
+    )
+    return bd
+
+
+async def block(conn: Any, actor: Actor | str, supplier_id: int, reason: str) -> None:
+    """A payment bounced on account details: no payout until they are fixed."""
+    before = await conn.fetchrow(
+        f"SELECT {_BD_COLS} FROM supplier_bank_details WHERE supplier_id = $1 AND state = 'active'",
+        supplier_id,
+    )
+    if before is None:
+        return
+    await conn.execute(
+        "UPDATE supplier_bank_details SET state = 'blocked', reason = $2 WHERE id = $1", before["id"], reason
+    )
+    await audit.record(
+        conn,
+        actor,
+        "bank_details.blocked",
+        "supplier",
+        supplier_id,
+        before=_bd(before),
+        after={"state": "blocked", "reason": reason},
+    )

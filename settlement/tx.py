@@ -1,0 +1,142 @@
+"""Running a use case: one transaction, idempotency, bounded retries.
+
+The caller (a controller) owns nothing but the request; ``write`` opens the
+transaction, claims the Idempotency-Key inside it, runs the flow, stores the
+answer, commits. A concurrent request with the same key waits on the key's
+row and then replays the stored answer. A rule failure (4xx) is stored too, so
+a replay answers the same; a crash stores nothing and the retry runs afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import msgspec
+from litestar import Request, Response
+
+from settlement.auth import Actor
+from settlement.errors import BadRequest, IdempotencyConflict, SettlementError, Unavailable
+from settlement.logs import get_logger
+from settlement.problems import PROBLEM_JSON
+
+T = TypeVar("T")
+MAX_TX_RETRIES = 3
+MAX_KEY_LENGTH = 200
+_encoder = msgspec.json.Encoder(order="sorted")
+log = get_logger("settlement.tx")
+
+Flow = Callable[[Any], Awaitable[Any]]
+
+
+def _request_hash(method: str, path: str, body: Any) -> bytes:
+    return hashlib.sha256(_encoder.encode([method, path, msgspec.to_builtins(body)])).digest()
+
+
+async def in_transaction(pool: Any, flow: Flow) -> Any:
+    """Run ``flow(conn)`` in one transaction, retrying deadlocks and serialization failures."""
+    for attempt in range(MAX_TX_RETRIES):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await flow(conn)
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+            log.warning("transaction_retry", attempt=attempt + 1)
+    raise Unavailable("the database was too busy; retry", code="too_busy")
+
+
+async def write(
+    request: Request[Any, Any, Any],
+    pool: Any,
+    actor: Actor,
+    body: Any,
+    flow: Flow,
+    *,
+    status: int = 201,
+) -> Response[Any]:
+    key = request.headers.get("idempotency-key")
+    if not key:
+        raise BadRequest(
+            "send an Idempotency-Key header (any unique string up to 200 characters) with every POST",
+            code="idempotency_key_required",
+        )
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise BadRequest("Idempotency-Key must be printable and at most 200 characters", code="idempotency_key_invalid")
+    method, path = request.method, request.url.path
+    digest = _request_hash(method, path, body)
+
+    async def run(conn: Any) -> tuple[int, Any, bool]:
+        claimed = await conn.fetchval(
+            "INSERT INTO idempotency_keys (organisation_id, key, method, path, request_hash, status, response) "
+            "VALUES ($1, $2, $3, $4, $5, 0, 'null') ON CONFLICT DO NOTHING RETURNING true",
+            actor.organisation_id,
+            key,
+            method,
+            path,
+            digest,
+        )
+        if not claimed:
+            return await _replay(conn, actor, key, digest)
+        result = await flow(conn)
+        payload = msgspec.to_builtins(result)
+        await conn.execute(
+            "UPDATE idempotency_keys SET status = $3, response = $4 WHERE organisation_id = $1 AND key = $2",
+            actor.organisation_id,
+            key,
+            status,
+            payload,
+        )
+        return status, payload, False
+
+    try:
+        code, payload, replayed = await in_transaction(pool, run)
+    except SettlementError as exc:
+        # A rule failure is the answer to this request: a replay gets it again.
+        if 400 <= exc.status < 500 and not isinstance(exc, IdempotencyConflict) and exc.code not in _TRANSIENT:
+            await _store_failure(pool, actor, key, method, path, digest, exc, path)
+        raise
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    media = PROBLEM_JSON if code >= 400 else "application/json"
+    return Response(content=payload, status_code=code, headers=headers, media_type=media)
+
+
+# 409s that depend on timing rather than on the request: not stored.
+_TRANSIENT = {"too_busy"}
+
+
+async def _replay(conn: Any, actor: Actor, key: str, digest: bytes) -> tuple[int, Any, bool]:
+    row = await conn.fetchrow(
+        "SELECT request_hash, status, response FROM idempotency_keys WHERE organisation_id = $1 AND key = $2",
+        actor.organisation_id,
+        key,
+    )
+    if bytes(row["request_hash"]) != digest:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used with a different request; use a new key for a new request"
+        )
+    return row["status"], row["response"], True
+
+
+async def _store_failure(
+    pool: Any,
+    actor: Actor,
+    key: str,
+    method: str,
+    path: str,
+    digest: bytes,
+    exc: SettlementError,
+    instance: str,
+) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO idempotency_keys (organisation_id, key, method, path, request_hash, status, response) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            actor.organisation_id,
+            key,
+            method,
+            path,
+            digest,
+            exc.status,
+            exc.problem(instance=instance),
+        )

@@ -1,0 +1,173 @@
+"""Every endpoint refuses bad input with a clear error and no ledger change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from settlement import db
+from tests.api.conftest import World, ledger_state
+from tests.api.test_vouchers_api import issue
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"iban": "NL91ABNA0417164301", "holder_name": "x"}, 422, "iban_invalid"),
+        ({"iban": "NL64XXXX0123456789", "holder_name": "x"}, 422, "iban_unknown_bank"),
+        ({"iban": "NL91ABNA0417164300", "holder_name": "x", "bic": "DEUTDEFF"}, 422, "bic_country_mismatch"),
+        ({"iban": "NL91ABNA0417164300"}, 422, "validation_failed"),
+    ],
+)
+async def test_debtor_account_iban_checks(
+    client: Any, world: World, body: dict[str, Any], status: int, code: str
+) -> None:
+    r = await client.post("/v1/debtor-accounts", json=body, headers=world.h("leergeld_finance"))
+    assert r.status_code == status, r.text
+    assert r.json()["code"] == code
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_supplier_bank_details_iban_invalid(client: Any, world: World) -> None:
+    r = await client.post(
+        f"/v1/suppliers/{world.ids['bike_shop']}/bank-details",
+        headers=world.h("bike_shop"),
+        json={"iban": "NL00BOGUS", "holder_name": "x"},
+    )
+    assert r.status_code == 422 and r.json()["code"] == "iban_invalid"
+
+
+async def test_malformed_json_unknown_field_wrong_type(client: Any, world: World) -> None:
+    h = {**world.h("gemeente_validator"), "content-type": "application/json"}
+    r = await client.post("/v1/vouchers", content=b"{not json", headers=h)
+    assert r.status_code == 400 and r.json()["code"] == "malformed_request"
+    r = await client.post(
+        "/v1/vouchers",
+        json={"amount": 1, "beneficiary_ref": "x", "fund_id": 1, "bogus": 2},
+        headers=world.h("gemeente_validator"),
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "bogus"
+    r = await client.post(
+        "/v1/vouchers",
+        json={"amount": "12.50", "beneficiary_ref": "x", "fund_id": 1},
+        headers=world.h("gemeente_validator"),
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "amount"
+    r = await client.post(
+        "/v1/vouchers",
+        json={"amount": 12.5, "beneficiary_ref": "x", "fund_id": 1},
+        headers=world.h("gemeente_validator"),
+    )
+    assert r.status_code == 422, "a float is never an amount"
+
+
+@pytest.mark.parametrize("amount", [0, -100])
+async def test_non_positive_amounts(client: Any, world: World, amount: int, db_dsn: str) -> None:
+    v = await issue(client, world, amount=10_000)
+    before = await ledger_state(db_dsn)
+    for path, body, who in [
+        (
+            "/v1/vouchers",
+            {"fund_id": world.ids["kindpakket"], "amount": amount, "beneficiary_ref": "x"},
+            "gemeente_validator",
+        ),
+        ("/v1/reservations", {"voucher_code": v["code"], "amount": amount, "description": "x"}, "bike_shop"),
+        (
+            "/v1/redemptions",
+            {"voucher_code": v["code"], "amount": amount, "reference": "x", "description": "x"},
+            "bike_shop",
+        ),
+        (
+            f"/v1/funds/{world.ids['kindpakket']}/grants",
+            {"source": "eigen-middelen", "amount": amount},
+            "gemeente_finance",
+        ),
+    ]:
+        r = await client.post(path, json=body, headers=world.h(who))
+        assert r.status_code == 422, (path, r.text)
+        assert r.json()["errors"][0]["field"] == "amount"
+    assert await ledger_state(db_dsn) == before
+
+
+async def test_over_cap_and_over_balance(client: Any, world: World, db_dsn: str) -> None:
+    before = await ledger_state(db_dsn)
+    r = await client.post(
+        "/v1/vouchers",
+        headers=world.h("gemeente_validator"),
+        json={"fund_id": world.ids["kindpakket"], "amount": 35_001, "beneficiary_ref": "x"},
+    )
+    assert r.status_code == 422 and r.json()["code"] == "amount_exceeds_cap"
+    assert await ledger_state(db_dsn) == before
+    v = await issue(client, world, amount=1_000)
+    before = await ledger_state(db_dsn)
+    r = await client.post(
+        "/v1/redemptions",
+        headers=world.h("bike_shop"),
+        json={"voucher_code": v["code"], "amount": 1_001, "reference": "x", "description": "x"},
+    )
+    assert r.status_code == 409 and r.json()["code"] == "voucher_balance_insufficient"
+    r = await client.post(
+        "/v1/reservations",
+        headers=world.h("bike_shop"),
+        json={"voucher_code": v["code"], "amount": 1_001, "description": "x"},
+    )
+    assert r.status_code == 409 and r.json()["code"] == "voucher_balance_insufficient"
+    assert await ledger_state(db_dsn) == before
+
+
+async def test_unknown_and_foreign_ids(client: Any, world: World, db_dsn: str) -> None:
+    before = await ledger_state(db_dsn)
+    for path in [
+        "/v1/vouchers/00000000-0000-0000-0000-000000000000",
+        "/v1/funds/999999",
+        "/v1/reservations/00000000-0000-0000-0000-000000000000",
+        "/v1/redemptions/00000000-0000-0000-0000-000000000000",
+        "/v1/vouchers/by-code/V-NOPE",
+    ]:
+        r = await client.get(path, headers=world.h("gemeente_finance"))
+        assert r.status_code == 404, path
+    r = await client.post(
+        "/v1/reservations/00000000-0000-0000-0000-000000000000/redeem",
+        headers=world.h("bike_shop"),
+        json={"reference": "x"},
+    )
+    assert r.status_code == 404
+    r = await client.get("/v1/vouchers/not-a-uuid", headers=world.h("gemeente_finance"))
+    assert r.status_code in (400, 404)
+    assert await ledger_state(db_dsn) == before
+
+
+async def test_expired_reservation_cannot_be_redeemed(client: Any, world: World, db_dsn: str) -> None:
+    v = await issue(client, world, amount=10_000)
+    r = await client.post(
+        "/v1/reservations",
+        headers=world.h("bike_shop"),
+        json={"voucher_code": v["code"], "amount": 5_000, "description": "x"},
+    )
+    rid = r.json()["id"]
+    conn = await db.connect(db_dsn)
+    try:  # time passes: the hold's expiry lies in the past
+        await conn.execute(
+            "UPDATE holds SET expires_at = now() - interval '1 second' WHERE transfer_id IN "
+            "(SELECT pending_transfer_id FROM reservation_parts WHERE reservation_id = $1)",
+            rid,
+        )
+    finally:
+        await conn.close()
+    before = await ledger_state(db_dsn)
+    r = await client.post(f"/v1/reservations/{rid}/redeem", headers=world.h("bike_shop"), json={"reference": "x"})
+    assert r.status_code == 409 and r.json()["code"] == "reservation_expired"
+    assert await ledger_state(db_dsn) == before
+    # the expiry job releases the hold and marks the reservation
+    from settlement.jobs import expire_holds_once
+
+    conn = await db.connect(db_dsn)
+    try:
+        assert await expire_holds_once(conn) == 1
+    finally:
+        await conn.close()
+    r = await client.get(f"/v1/reservations/{rid}", headers=world.h("bike_shop"))
+    assert r.json()["state"] == "expired"
+    r = await client.get(f"/v1/vouchers/by-code/{v['code']}", headers=world.h("bike_shop"))
+    assert r.json()["available"] == 10_000
