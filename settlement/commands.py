@@ -202,3 +202,20 @@ def bench_ledger_cmd(ctx: click.Context, as_json: bool, batch_size: int, batches
 
     result = _run(ctx, lambda conn, dsn: bench_ledger(dsn, batch_size=batch_size, batches=batches))
     _print(result, as_json)
+
+
+@bench.command("api")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--clients", default=32, show_default=True)
+@click.option("--per-client", default=40, show_default=True)
+@click.option("--workers", default=2, show_default=True)
+@click.option("--bulk", default=100_000, show_default=True)
+@click.pass_context
+def bench_api_cmd(ctx: click.Context, as_json: bool, clients: int, per_client: int, workers: int, bulk: int) -> None:
+    """The real server: reserve then redeem under concurrent clients; bulk issue."""
+    from settlement.bench_api import bench_api
+
+    result = _run(
+        ctx, lambda conn, dsn: bench_api(dsn, clients=clients, per_client=per_client, workers=workers, bulk=bulk)
+    )
+    _print(result, as_json)
