@@ -13,8 +13,14 @@ from ledger.model import AccountSpec, EntryResult, EntrySpec, TransferSpec
 TODAY = date(2026, 11, 23)
 
 
-def entry(ledger_id: int, *transfers: TransferSpec, eid: uuid.UUID | None = None, desc: str = "test",
-          link: int | None = None, refs: dict[str, str] | None = None) -> EntrySpec:
+def entry(
+    ledger_id: int,
+    *transfers: TransferSpec,
+    eid: uuid.UUID | None = None,
+    desc: str = "test",
+    link: int | None = None,
+    refs: dict[str, str] | None = None,
+) -> EntrySpec:
     return EntrySpec(
         id=eid or uuid.uuid4(),
         ledger_id=ledger_id,
@@ -31,8 +37,7 @@ def posted(dr: int, cr: int, amount: int, code: str = "") -> TransferSpec:
 
 
 def pending(dr: int, cr: int, amount: int, timeout_s: int | None = None) -> TransferSpec:
-    return TransferSpec(kind="pending", debit_account_id=dr, credit_account_id=cr, amount=amount,
-                        timeout_s=timeout_s)
+    return TransferSpec(kind="pending", debit_account_id=dr, credit_account_id=cr, amount=amount, timeout_s=timeout_s)
 
 
 def post(pid: uuid.UUID, amount: int | None = None) -> TransferSpec:
