@@ -30,7 +30,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/settlement bench all
+	$(BIN)/settlement bench ledger
+	$(BIN)/settlement bench api
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
