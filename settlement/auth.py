@@ -79,6 +79,27 @@ class TokenCache:
         self._items.clear()
 
 
+_ACTOR_SELECT = (
+    "SELECT t.id, t.organisation_id, t.role, t.name, o.kinds FROM api_tokens t "
+    "JOIN organisations o ON o.id = t.organisation_id "
+)
+
+
+def _actor(row: Any) -> Actor:
+    return Actor(
+        token_id=row["id"],
+        organisation_id=row["organisation_id"],
+        role=row["role"],
+        name=row["name"],
+        kinds=tuple(row["kinds"]),
+    )
+
+
+async def load_actor(conn: Any, token_id: int) -> Actor:
+    """The actor behind a token id, for jobs and seeding that act as a known token."""
+    return _actor(await conn.fetchrow(_ACTOR_SELECT + "WHERE t.id = $1", token_id))
+
+
 async def authenticate(pool: Any, cache: TokenCache, header: str | None) -> Actor:
     if not header or not header.startswith("Bearer "):
         raise Unauthorized("send Authorization: Bearer <token>", code="token_missing")
@@ -89,22 +110,8 @@ async def authenticate(pool: Any, cache: TokenCache, header: str | None) -> Acto
     found, actor = cache.get(key)
     if not found:
         async with pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT t.id, t.organisation_id, t.role, t.name, o.kinds FROM api_tokens t "
-                "JOIN organisations o ON o.id = t.organisation_id WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
-                key,
-            )
-        actor = (
-            Actor(
-                token_id=row["id"],
-                organisation_id=row["organisation_id"],
-                role=row["role"],
-                name=row["name"],
-                kinds=tuple(row["kinds"]),
-            )
-            if row
-            else None
-        )
+            row = await conn.fetchrow(_ACTOR_SELECT + "WHERE t.token_hash = $1 AND t.revoked_at IS NULL", key)
+        actor = _actor(row) if row else None
         cache.put(key, actor)
     if actor is None:
         raise Unauthorized("unknown or revoked token", code="token_invalid")

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from settlement import db
+from settlement.auth import load_actor
 from settlement.orgs import flows as orgs
 from settlement.sponsors import flows as sponsors
 from settlement.suppliers import flows as suppliers
@@ -41,8 +42,6 @@ def _free_port() -> int:
 
 
 async def _setup(dsn: str, n_vouchers: int, bulk: int) -> dict[str, Any]:
-    from settlement.demo import _actor
-
     tag = uuid.uuid4().hex[:6].upper()
     conn = await db.connect(dsn)
     try:
@@ -55,8 +54,8 @@ async def _setup(dsn: str, n_vouchers: int, bulk: int) -> dict[str, Any]:
             t_appr = await orgs.issue_token(conn, "system:bench", sp.id, "sponsor_approver", "bench approver")
             t_val = await orgs.issue_token(conn, "system:bench", sp.id, "validator", "bench validator")
             t_sup = await orgs.issue_token(conn, "system:bench", su.id, "supplier", "bench shop")
-            fin, appr, val = [await _actor(conn, t.id) for t in (t_fin, t_appr, t_val)]
-            shop = await _actor(conn, t_sup.id)
+            fin, appr, val = [await load_actor(conn, t.id) for t in (t_fin, t_appr, t_val)]
+            shop = await load_actor(conn, t_sup.id)
             year = date.today().year
             fund = await sponsors.create_fund(
                 conn,

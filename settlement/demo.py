@@ -15,28 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ledger.model import new_entry_id
-from settlement.auth import Actor
+from settlement.auth import Actor, load_actor
 from settlement.orgs import flows as orgs
 from settlement.sponsors import flows as sponsors
 from settlement.suppliers import flows as suppliers
 from settlement.vouchers import flows as vouchers
 
 DEMO_MARKER = "Gemeente Westerkwartier"
-
-
-async def _actor(conn: Any, token_id: int) -> Actor:
-    r = await conn.fetchrow(
-        "SELECT t.id, t.organisation_id, t.role, t.name, o.kinds FROM api_tokens t "
-        "JOIN organisations o ON o.id = t.organisation_id WHERE t.id = $1",
-        token_id,
-    )
-    return Actor(
-        token_id=r["id"],
-        organisation_id=r["organisation_id"],
-        role=r["role"],
-        name=r["name"],
-        kinds=tuple(r["kinds"]),
-    )
 
 
 async def seed(conn: Any) -> dict[str, str]:
@@ -46,7 +31,7 @@ async def seed(conn: Any) -> dict[str, str]:
     async def token(org: int, role: str, name: str, key: str) -> Actor:
         t = await orgs.issue_token(conn, "system:demo", org, role, name)
         tokens[key] = t.token
-        return await _actor(conn, t.id)
+        return await load_actor(conn, t.id)
 
     platform = await orgs.create_organisation(conn, "system:demo", "Platform operations", ["platform"])
     await token(platform.id, "platform_admin", "Platform admin", "admin")
