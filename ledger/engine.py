@@ -1,9 +1,9 @@
 """The batch engine: many journal entries in one database transaction.
 
-For a batch it (1) checks each entry's shape, (2) looks up which ids already
-exist (idempotency), (3) locks the touched ledgers and then the touched
-accounts in id order, (4) checks every transfer in order against in-memory
-balances, (5) chains the accepted entries' hashes, and (6) writes set-wise:
+For a batch it (1) locks the touched ledgers, (2) looks up which ids already
+exist (idempotency) and checks each entry's shape, (3) locks the touched holds
+and accounts in id order, (4) checks every transfer in order against
+in-memory balances, (5) chains the accepted entries' hashes, and (6) writes set-wise:
 COPY for entries, transfers and new holds, one UPDATE for all accounts (each
 once, with its net delta), one for resolved holds, one for ledger heads.
 
@@ -23,7 +23,8 @@ Result codes are named after the rule they check:
     pending_transfer_has_different_credit_account,
     pending_transfer_already_posted, pending_transfer_already_voided,
     pending_transfer_expired, pending_transfer_not_expired,
-    exceeds_pending_transfer_amount
+    exceeds_pending_transfer_amount, amount_must_equal_pending,
+    overflows_debits, overflows_credits
 
 The caller owns the transaction: ``apply_batch`` never commits. The database
 re-checks the limits (CHECK constraints), so no path can skip them.
@@ -56,6 +57,9 @@ from ledger.money import MAX_AMOUNT
 
 # Balance slots of an account in memory.
 DP, CP, DPE, CPE = 0, 1, 2, 3
+# Account totals are bigint columns; posted plus pending must fit (the limit
+# CHECKs add them).
+MAX_TOTAL = 2**63 - 1
 
 _HOLD_STATE_FOR = {"post_pending": "posted", "void_pending": "voided", "expire_pending": "expired"}
 _ALREADY = {
@@ -77,6 +81,10 @@ class _Acct:
 
     def violation(self) -> str | None:
         b = self.bal
+        if b[DP] + b[DPE] > MAX_TOTAL:
+            return "overflows_debits"
+        if b[CP] + b[CPE] > MAX_TOTAL:
+            return "overflows_credits"
         if self.dmnec and b[DP] + b[DPE] > b[CP]:
             return "exceeds_credits"
         if self.cmned and b[CP] + b[CPE] > b[DP]:
@@ -179,33 +187,10 @@ async def apply_batch(conn: Any, entries: Sequence[EntrySpec]) -> list[EntryResu
     results: list[EntryResult | None] = [None] * n
     hashes = [chain.content_hash(_request_payload(e)) for e in entries]
 
-    # --- idempotency: ids already in the journal, and repeats inside the batch
-    existing = await _existing(conn, [e.id for e in entries])
-    first_in_batch: dict[uuid.UUID, int] = {}
-    for i, e in enumerate(entries):
-        row = existing.get(e.id)
-        if row is not None:
-            if bytes(row["content_hash"]) == hashes[i]:
-                results[i] = EntryResult(id=e.id, result="exists", seq=row["seq"], created_at=row["created_at"])
-            else:
-                results[i] = EntryResult(id=e.id, result=_which_differs(e, row))
-        elif e.id in first_in_batch:
-            j = first_in_batch[e.id]
-            same = hashes[j] == hashes[i]
-            results[i] = EntryResult(id=e.id, result="exists" if same else "exists_with_different_transfers")
-        else:
-            first_in_batch[e.id] = i
-            problem = _shape_problem(e)
-            if problem:
-                results[i] = EntryResult(id=e.id, result=problem)
-
-    todo = [i for i in range(n) if results[i] is None]
-    # An in-batch repeat of an entry that then fails takes its failure (see below).
-    _check_link_groups(entries, todo, results)
-    todo = [i for i in todo if results[i] is None]
-
-    # --- lock ledgers, then holds, then accounts (one order everywhere: no deadlocks)
-    ledger_ids = sorted({entries[i].ledger_id for i in todo})
+    # --- lock ledgers, then holds, then accounts (one order everywhere: no deadlocks).
+    # The ledgers first, before looking up ids: a concurrent batch carrying the
+    # same new id (a client's retry) then waits, and sees it as `exists`.
+    ledger_ids = sorted({e.ledger_id for e in entries})
     ledgers: dict[int, list[Any]] = {}
     now: datetime | None = None
     if ledger_ids:
@@ -220,6 +205,40 @@ async def apply_batch(conn: Any, entries: Sequence[EntrySpec]) -> list[EntryResu
     if now is None:
         now = await conn.fetchval("SELECT clock_timestamp()")
     assert now is not None
+
+    # --- idempotency: ids already in the journal, and repeats inside the batch
+    existing = await _existing(conn, [e.id for e in entries])
+    first_in_batch: dict[uuid.UUID, int] = {}
+    for i, e in enumerate(entries):
+        row = existing.get(e.id)
+        if row is not None:
+            if bytes(row["content_hash"]) == hashes[i]:
+                results[i] = EntryResult(id=e.id, result="exists", seq=row["seq"], created_at=row["created_at"])
+            else:
+                results[i] = EntryResult(id=e.id, result=_which_differs(e, row))
+        elif e.id in first_in_batch:
+            j = first_in_batch[e.id]
+            if hashes[j] == hashes[i]:
+                results[i] = EntryResult(id=e.id, result="exists")
+            else:
+                f = entries[j]
+                earlier = {
+                    "ledger_id": f.ledger_id,
+                    "description": f.description,
+                    "refs": f.refs,
+                    "value_date": f.value_date,
+                }
+                results[i] = EntryResult(id=e.id, result=_which_differs(e, earlier))
+        else:
+            first_in_batch[e.id] = i
+            problem = _shape_problem(e)
+            if problem:
+                results[i] = EntryResult(id=e.id, result=problem)
+
+    todo = [i for i in range(n) if results[i] is None]
+    # An in-batch repeat of an entry that then fails takes its failure (see below).
+    _check_link_groups(entries, todo, results)
+    todo = [i for i in todo if results[i] is None]
 
     pending_ids = {t.pending_id for i in todo for t in entries[i].transfers if t.pending_id is not None}
     holds: dict[uuid.UUID, _Hold] = {}
@@ -268,7 +287,12 @@ async def apply_batch(conn: Any, entries: Sequence[EntrySpec]) -> list[EntryResu
     transfer_rows: dict[int, list[tuple[Any, ...]]] = {}
     group_undo: dict[int, list[tuple[Any, ...]]] = {}
     group_ok: dict[int, list[int]] = {}
-    failed_groups: set[int] = set()
+    # a member refused before checking (shape, reused id, bad group) fails its group
+    failed_groups: set[int] = {
+        g
+        for g, r in ((e.link_group, results[i]) for i, e in enumerate(entries))
+        if g is not None and r is not None and not r.accepted
+    }
     for i in todo:
         e = entries[i]
         g = e.link_group
@@ -312,6 +336,12 @@ async def apply_batch(conn: Any, entries: Sequence[EntrySpec]) -> list[EntryResu
 
     if accepted:
         await _write(conn, entries, accepted, transfer_rows, hashes, ledgers, accounts, holds, now, results)
+        # ... and a repeat of an accepted entry names the entry it repeats
+        for i, e in enumerate(entries):
+            origin = first_in_batch.get(e.id)
+            current, orig = results[i], results[origin] if origin is not None else None
+            if origin != i and current is not None and current.result == "exists" and orig is not None and orig.seq:
+                results[i] = EntryResult(id=e.id, result="exists", seq=orig.seq, created_at=orig.created_at)
     out: list[EntryResult] = []
     for r in results:
         assert r is not None

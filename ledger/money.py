@@ -14,7 +14,9 @@ import msgspec
 EUR = "EUR"
 
 # Largest amount we accept anywhere: 10^15 cents is far beyond any sponsor's
-# budget and far inside bigint, so sums of many amounts cannot overflow.
+# budget and far inside bigint; an account total that would still not fit
+# (about 9,000 maximal amounts) is refused by the engine (overflows_debits,
+# overflows_credits), never left to fail in the database.
 MAX_AMOUNT = 10**15
 
 _DECIMAL = re.compile(r"^(-)?(\d{1,15})(?:[.,](\d{1,2}))?$")

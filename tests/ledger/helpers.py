@@ -67,3 +67,69 @@ async def setup_ledger(conn: Any) -> tuple[int, dict[str, int]]:
             ],
         )
     return lid, {a.code.split(":")[0]: a.id for a in accts}
+
+
+def expire(pid: uuid.UUID) -> TransferSpec:
+    return TransferSpec(kind="expire_pending", pending_id=pid)
+
+
+async def add_accounts(conn: Any, ledger_id: int, *specs: tuple[str, str]) -> dict[str, int]:
+    """Accounts by (code, limit) where limit is "" (none), "dr" (debits must not
+    exceed credits) or "cr" (credits must not exceed debits)."""
+    async with conn.transaction():
+        accts = await ensure_accounts(
+            conn,
+            [
+                AccountSpec(
+                    ledger_id=ledger_id,
+                    code=code,
+                    name=code,
+                    debits_must_not_exceed_credits=limit == "dr",
+                    credits_must_not_exceed_debits=limit == "cr",
+                )
+                for code, limit in specs
+            ],
+        )
+    return {a.code: a.id for a in accts}
+
+
+async def bal(conn: Any, account_id: int) -> tuple[int, int, int, int]:
+    """(debits_posted, credits_posted, debits_pending, credits_pending) now."""
+    r = await conn.fetchrow(
+        "SELECT debits_posted, credits_posted, debits_pending, credits_pending FROM accounts WHERE id = $1",
+        account_id,
+    )
+    return (r[0], r[1], r[2], r[3])
+
+
+async def totals(conn: Any, ledger_id: int) -> tuple[int, int, int, int]:
+    """Sums of the four totals over every account of a ledger."""
+    r = await conn.fetchrow(
+        "SELECT coalesce(sum(debits_posted), 0)::bigint, coalesce(sum(credits_posted), 0)::bigint, "
+        "coalesce(sum(debits_pending), 0)::bigint, coalesce(sum(credits_pending), 0)::bigint "
+        "FROM accounts WHERE ledger_id = $1",
+        ledger_id,
+    )
+    return (r[0], r[1], r[2], r[3])
+
+
+async def assert_balanced(conn: Any, ledger_id: int) -> None:
+    """Double entry: posted debits equal posted credits, pending likewise."""
+    dp, cp, dpe, cpe = await totals(conn, ledger_id)
+    assert dp == cp, f"ledger {ledger_id}: posted debits {dp} != credits {cp}"
+    assert dpe == cpe, f"ledger {ledger_id}: pending debits {dpe} != credits {cpe}"
+
+
+async def force_expiry(conn: Any, hold_id: uuid.UUID) -> None:
+    """Move a hold's expiry into the past (holds carry derived state, not history)."""
+    status = await conn.execute(
+        "UPDATE holds SET expires_at = clock_timestamp() - interval '1 second' WHERE transfer_id = $1", hold_id
+    )
+    assert status == "UPDATE 1"
+
+
+async def counts(conn: Any, ledger_id: int) -> tuple[int, int]:
+    """(journal entries, transfers) of a ledger."""
+    e = await conn.fetchval("SELECT count(*) FROM journal_entries WHERE ledger_id = $1", ledger_id)
+    t = await conn.fetchval("SELECT count(*) FROM transfers WHERE ledger_id = $1", ledger_id)
+    return (e, t)
