@@ -5,7 +5,7 @@ Pure functions over bytes and frozen structs: no database, no network, no
 
     model     Party, Payment, PaymentBlock, CreditTransferFile
     rules     EPC character set, identifiers, remittance, TARGET2 calendar, limits
-    pain001   file_problems, build_pain001, split_payments
+    pain001   file_problems, build_pain001, split_payments, read_pain001
     pain002   parse_pain002, build_pain002, is_account_error
     xsd       validate (shipped schemas, hardened parser)
     errors    SepaError and subclasses (hierarchy drawn there)
@@ -13,7 +13,7 @@ Pure functions over bytes and frozen structs: no database, no network, no
 
 from sepa.errors import InvalidPaymentFile, MalformedXml, Problem, SchemaInvalid, SepaError, UnsupportedMessage
 from sepa.model import CreditTransferFile, Party, Payment, PaymentBlock
-from sepa.pain001 import build_pain001, file_problems, split_payments
+from sepa.pain001 import build_pain001, file_problems, read_pain001, split_payments
 from sepa.pain002 import (
     PaymentBlockStatus,
     Rejection,
@@ -47,6 +47,7 @@ __all__ = [
     "file_problems",
     "is_account_error",
     "parse_pain002",
+    "read_pain001",
     "split_payments",
     "validate",
 ]

@@ -19,6 +19,7 @@ import click
 
 from settlement import db, migrate
 from settlement.config import Settings, SettingsError, load_settings
+from settlement.errors import SettlementError
 
 T = TypeVar("T")
 
@@ -42,6 +43,8 @@ def operational(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise CliFailure(str(exc)) from None
         except PermissionError as exc:
             raise CliFailure(f"permission denied: {exc.filename or exc}") from None
+        except SettlementError as exc:  # a rule said no: say which, as the API would
+            raise CliFailure(f"{exc.code}: {exc.detail}") from None
 
     return wrapper
 

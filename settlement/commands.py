@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -41,6 +42,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(vouchers)
     cli.add_command(demo)
     cli.add_command(bench)
+    cli.add_command(payouts)
 
 
 @click.group()
@@ -219,3 +221,143 @@ def bench_api_cmd(ctx: click.Context, as_json: bool, clients: int, per_client: i
         ctx, lambda conn, dsn: bench_api(dsn, clients=clients, per_client=per_client, workers=workers, bulk=bulk)
     )
     _print(result, as_json)
+
+
+@bench.command("sepa")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--payables", default=10_000, show_default=True)
+@click.option("--suppliers", default=2_000, show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write the generated pain.001 files here.",
+)
+@click.pass_context
+def bench_sepa_cmd(ctx: click.Context, as_json: bool, payables: int, suppliers: int, out_dir: Path | None) -> None:
+    """A payout run: build + XSD validation of the files; run build and export through the database."""
+    from settlement.bench_payouts import bench_payout_run
+
+    settings = _settings(ctx)
+    result = _run(
+        ctx,
+        lambda conn, dsn: bench_payout_run(
+            dsn,
+            payables=payables,
+            suppliers=suppliers,
+            max_per_file=settings.payout_max_payments_per_file,
+            out_dir=out_dir,
+        ),
+    )
+    _print(result, as_json)
+
+
+@click.group()
+def payouts() -> None:
+    """Supplier payout runs: build, export, import bank status reports."""
+
+
+def _echo_run(run: Any) -> None:
+    click.echo(
+        f"run {run.id} {run.code}: {run.state}, {run.payment_count} payment(s), {run.total} cents"
+        + (f", execution date {run.execution_date}" if run.execution_date else "")
+    )
+    for s in run.skipped:
+        click.echo(f"  skipped supplier {s.supplier_id} ({s.name}): {s.reason}: {s.detail}")
+    for n in run.notes:
+        click.echo(f"  note: {n.detail}")
+
+
+@payouts.command("run")
+@click.option("--debtor-account", "debtor_account_id", type=int, default=None, help="Build a draft run for it.")
+@click.option("--instant", is_flag=True, help="SCT Inst where the bank profile allows it.")
+@click.option("--due", is_flag=True, help="Instead: make the runs whose schedule is due now.")
+@click.pass_context
+def payouts_run(ctx: click.Context, debtor_account_id: int | None, instant: bool, due: bool) -> None:
+    """Build a draft payout run (a sponsor approver then approves it)."""
+    from settlement.payouts import flows
+
+    if due == (debtor_account_id is not None):
+        raise click.UsageError("give either --debtor-account ID or --due")
+
+    async def fn(conn: Any, _: str) -> list[Any]:
+        if due:
+            return await flows.run_due_schedules(conn)
+        async with conn.transaction():
+            return [await flows.create_run(conn, "system:cli", debtor_account_id or 0, instant=instant)]
+
+    runs = _run(ctx, fn)
+    if not runs:
+        click.echo("no schedule is due")
+    for run in runs:
+        _echo_run(run)
+
+
+@payouts.command("export")
+@click.argument("run_id", type=int)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the pain.001 file(s) here.",
+)
+@click.pass_context
+def payouts_export(ctx: click.Context, run_id: int, out_dir: Path | None) -> None:
+    """Export an approved run: pain.001 file(s) stored with sha256; payable -> in_transit."""
+    from settlement.payouts import flows
+
+    settings = _settings(ctx)
+
+    async def fn(conn: Any, _: str) -> tuple[Any, list[tuple[str, bytes, str]]]:
+        async with conn.transaction():
+            state = await conn.fetchval("SELECT state FROM payout_runs WHERE id = $1", run_id)
+            if state in (None, "draft", "approved", "cancelled"):  # the flow says what is wrong, if anything
+                run = await flows.export(conn, "system:cli", run_id, max_per_file=settings.payout_max_payments_per_file)
+            else:  # exported before: write the stored files again
+                run = await flows.run_by_id(conn, run_id)
+        files = [await flows.download(conn, "system:cli", run_id, f.id) for f in run.files]
+        return run, files
+
+    run, files = _run(ctx, fn)
+    _echo_run(run)
+    for msg_id, data, sha in files:
+        line = f"  file {msg_id}: {len(data)} bytes, sha256 {sha}"
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path = out_dir / f"{msg_id}.xml"
+            path.write_bytes(data)
+            line += f" -> {path}"
+        click.echo(line)
+
+
+@payouts.command("import-status")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def payouts_import_status(ctx: click.Context, file: Path) -> None:
+    """Import a pain.002 status report (the same file twice changes nothing)."""
+    from settlement.payouts import flows
+
+    settings = _settings(ctx)
+    if file.stat().st_size > settings.max_upload_bytes:
+        raise click.ClickException(f"{file} is larger than {settings.max_upload_bytes} bytes")
+    data = file.read_bytes()
+
+    async def fn(conn: Any, _: str) -> Any:
+        async with conn.transaction():
+            return await flows.import_status_report(conn, "system:cli", data, max_bytes=settings.max_upload_bytes)
+
+    r = _run(ctx, fn)
+    dup = " (already imported: nothing changed)" if r.duplicate else ""
+    click.echo(
+        f"report {r.msg_id} for file {r.original_msg_id}, run {r.run_code}: group {r.group_status}, "
+        f"{r.accepted} accepted, {len(r.rejected)} rejected, {r.unchanged} unchanged; run is {r.run_state}{dup}"
+    )
+    for x in r.rejected:
+        blocked = "; bank details blocked" if x.bank_details_blocked else ""
+        click.echo(f"  rejected {x.end_to_end_id}: {x.amount} cents, reason {x.reason_code}{blocked}")
+    for u in r.unknown:
+        click.echo(f"  not in the file: {u}")
+    for c in r.conflicts:
+        click.echo(f"  conflict: {c}")

@@ -34,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     statement_timeout_ms: int = 30_000
     max_upload_bytes: int = 32 * 1024 * 1024
     hold_expiry_interval_s: float = 30.0
+    payout_max_payments_per_file: int = 10_000
+    payout_schedule_interval_s: float = 60.0
     environment: Literal["development", "production", "test"] = "development"
 
     @property
@@ -58,6 +60,8 @@ _ENV: dict[str, str] = {
     "SETTLEMENT_STATEMENT_TIMEOUT_MS": "statement_timeout_ms",
     "SETTLEMENT_MAX_UPLOAD_BYTES": "max_upload_bytes",
     "SETTLEMENT_HOLD_EXPIRY_INTERVAL_S": "hold_expiry_interval_s",
+    "SETTLEMENT_PAYOUT_MAX_PAYMENTS_PER_FILE": "payout_max_payments_per_file",
+    "SETTLEMENT_PAYOUT_SCHEDULE_INTERVAL_S": "payout_schedule_interval_s",
     "SETTLEMENT_ENV": "environment",
 }
 
@@ -79,6 +83,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         raise SettingsError(f"invalid setting{named}: {exc}") from None
     if settings.pool_min_size < 0 or settings.pool_max_size < max(1, settings.pool_min_size):
         raise SettingsError("SETTLEMENT_POOL_MAX_SIZE must be >= 1 and >= SETTLEMENT_POOL_MIN_SIZE")
+    if not 1 <= settings.payout_max_payments_per_file <= 100_000:
+        raise SettingsError("SETTLEMENT_PAYOUT_MAX_PAYMENTS_PER_FILE must be between 1 and 100000")
     if not 0 < settings.port < 65536:
         raise SettingsError("SETTLEMENT_PORT must be between 1 and 65535")
     return settings

@@ -27,17 +27,21 @@ async def expire_holds_once(conn: Any) -> int:
             return total
 
 
-async def start_hold_expiry(state: AppState) -> Callable[[], Awaitable[None]]:
+def _start(
+    state: AppState, interval_s: float, name: str, once: Callable[[Any], Awaitable[int]]
+) -> Callable[[], Awaitable[None]]:
+    """Run ``once(conn)`` every ``interval_s`` seconds until stopped; a failure is logged, not fatal."""
+
     async def loop() -> None:
         while True:
-            await asyncio.sleep(state.settings.hold_expiry_interval_s)
+            await asyncio.sleep(interval_s)
             try:
                 async with state.pool.acquire() as conn:
-                    n = await expire_holds_once(conn)
+                    n = await once(conn)
                 if n:
-                    log.info("holds_expired", count=n)
+                    log.info(name, count=n)
             except Exception:
-                log.exception("hold_expiry_failed")
+                log.exception(f"{name}_failed")
 
     task = asyncio.create_task(loop())
 
@@ -47,3 +51,18 @@ async def start_hold_expiry(state: AppState) -> Callable[[], Awaitable[None]]:
             await task
 
     return stop
+
+
+async def start_hold_expiry(state: AppState) -> Callable[[], Awaitable[None]]:
+    return _start(state, state.settings.hold_expiry_interval_s, "holds_expired", expire_holds_once)
+
+
+async def _scheduled_runs(conn: Any) -> int:
+    from settlement.payouts.flows import run_due_schedules
+
+    return len(await run_due_schedules(conn))
+
+
+async def start_payout_schedules(state: AppState) -> Callable[[], Awaitable[None]]:
+    """Make scheduled draft runs (SKIP LOCKED: several processes never make one twice)."""
+    return _start(state, state.settings.payout_schedule_interval_s, "payout_runs_scheduled", _scheduled_runs)

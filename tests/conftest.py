@@ -182,3 +182,8 @@ def bank_file(name: str) -> Path:
 
 
 __all__ = ["LiveServer", "asyncio", "bank_file"]
+
+# The demo world, for any test that asks for it.
+from tests.world import world  # noqa: E402
+
+__all__ += ["world"]

@@ -13,6 +13,7 @@ StartupHook = Callable[[AppState], Awaitable[Callable[[], Awaitable[None]] | Non
 def route_handlers() -> list[Any]:
     from settlement.api.health import HealthController
     from settlement.api.orgs import OrganisationController
+    from settlement.api.payouts import PayoutController
     from settlement.api.sponsors import SponsorController
     from settlement.api.suppliers import SupplierController
     from settlement.api.vouchers import VoucherController
@@ -20,6 +21,7 @@ def route_handlers() -> list[Any]:
     return [
         HealthController,
         OrganisationController,
+        PayoutController,
         SponsorController,
         SupplierController,
         VoucherController,
@@ -28,6 +30,6 @@ def route_handlers() -> list[Any]:
 
 def startup_hooks() -> list[StartupHook]:
     """Background tasks started with the app (each returns its stopper)."""
-    from settlement.jobs import start_hold_expiry
+    from settlement.jobs import start_hold_expiry, start_payout_schedules
 
-    return [start_hold_expiry]
+    return [start_hold_expiry, start_payout_schedules]

@@ -150,6 +150,11 @@ async def decide(conn: Any, actor: Actor, request_id: int, approve: bool, reason
             "AND state IN ('active', 'blocked')",
             row["supplier_id"],
         )
+        # Lines that bounced on the old details are payable again.
+        await conn.execute(
+            "UPDATE payable_lines SET state = 'open' WHERE supplier_id = $1 AND state IN ('rejected', 'returned')",
+            row["supplier_id"],
+        )
     new = await conn.fetchrow(
         f"UPDATE supplier_bank_details SET state = $2, decided_by = $3, decided_at = now(), reason = $4 "
         f"WHERE id = $1 RETURNING {_BD_COLS}",
@@ -171,14 +176,21 @@ async def decide(conn: Any, actor: Actor, request_id: int, approve: bool, reason
     return bd
 
 
-async def block(conn: Any, actor: Actor | str, supplier_id: int, reason: str) -> None:
-    """A payment bounced on account details: no payout until they are fixed."""
+async def block(conn: Any, actor: Actor | str, supplier_id: int, reason: str, *, details_id: int | None = None) -> bool:
+    """A payment bounced on account details: no payout until they are fixed.
+
+    With ``details_id``, only those details are blocked: if the supplier has
+    had new ones approved since, the bounce says nothing about them.
+    Returns whether details were blocked (now or already).
+    """
     before = await conn.fetchrow(
-        f"SELECT {_BD_COLS} FROM supplier_bank_details WHERE supplier_id = $1 AND state = 'active'",
+        f"SELECT {_BD_COLS} FROM supplier_bank_details WHERE supplier_id = $1 AND state IN ('active', 'blocked')",
         supplier_id,
     )
-    if before is None:
-        return
+    if before is None or (details_id is not None and before["id"] != details_id):
+        return False
+    if before["state"] == "blocked":
+        return True
     await conn.execute(
         "UPDATE supplier_bank_details SET state = 'blocked', reason = $2 WHERE id = $1", before["id"], reason
     )
@@ -191,3 +203,4 @@ async def block(conn: Any, actor: Actor | str, supplier_id: int, reason: str) ->
         before=_bd(before),
         after={"state": "blocked", "reason": reason},
     )
+    return True

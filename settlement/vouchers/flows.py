@@ -1006,7 +1006,8 @@ _REDEMPTION_SELECT = """
 SELECT r.id, v.code AS voucher_code, r.supplier_id, r.amount, r.refunded, r.reference, r.description, r.created_at,
        r.reservation_id,
        coalesce(array_agg(DISTINCT p.state) FILTER (WHERE p.amount > 0), '{}') AS states,
-       coalesce(array_agg(DISTINCT p.payment_id) FILTER (WHERE p.payment_id IS NOT NULL), '{}') AS payments
+       coalesce((SELECT array_agg(DISTINCT pl.payment_id) FROM payment_lines pl JOIN payable_lines x
+                 ON x.id = pl.line_id WHERE x.redemption_id = r.id), '{}') AS payments
 FROM redemptions r JOIN vouchers v ON v.id = r.voucher_id
 LEFT JOIN payable_lines p ON p.redemption_id = r.id
 """

@@ -380,3 +380,29 @@ def test_shipped_schemas_are_the_shared_ones() -> None:
     shipped = Path(__file__).resolve().parents[2] / "sepa" / "schemas"
     for xsd in sorted(shipped.glob("*.xsd")):
         assert xsd.read_bytes() == bank_file(f"xsd/{xsd.name}")
+
+
+@pytest.mark.parametrize("version", ["pain.001.001.03", "pain.001.001.09"])
+def test_read_pain001_gives_back_what_was_built(version: str) -> None:
+    from sepa import read_pain001
+
+    file = ctf(
+        block(payment(1, 12_345), payment(2, 1, creditor=LIBRARY)),
+        block(payment(3, 99_00), pmt_inf_id="P2026112201-I", instant=True),
+        version=version,
+    )
+    back = read_pain001(build_pain001(file))
+    assert back.msg_id == file.msg_id
+    assert back.version == version
+    assert [b.pmt_inf_id for b in back.blocks] == [b.pmt_inf_id for b in file.blocks]
+    assert [b.instant for b in back.blocks] == [b.instant for b in file.blocks]
+    assert [(p.end_to_end_id, p.amount_cents, p.creditor.iban) for b in back.blocks for p in b.payments] == [
+        (p.end_to_end_id, p.amount_cents, p.creditor.iban) for b in file.blocks for p in b.payments
+    ]
+
+
+def test_read_pain001_refuses_other_messages() -> None:
+    from sepa import UnsupportedMessage, read_pain001
+
+    with pytest.raises(UnsupportedMessage):
+        read_pain001(b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"/>')
