@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> L
         return app_state
 
     from settlement.api import route_handlers, startup_hooks
+    from settlement.api.deps import auditors_read_only
 
     return Litestar(
         route_handlers=route_handlers(),
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> L
         dependencies={"app_state": Provide(provide_state, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware],
+        guards=[auditors_read_only],
         state=State({"startup_hooks": startup_hooks()}),
         request_max_body_size=settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(

@@ -46,8 +46,9 @@ async def _setup(conn: Any, payables: int, suppliers: int, seed: int) -> tuple[A
     appr = await load_actor(
         conn, (await orgs.issue_token(conn, "system:bench", sponsor.id, "sponsor_approver", "a")).id
     )
+    own_iban = str(IBAN.generate("NL", bank_code="RABO", account_code=f"{rng.randrange(10**9):010d}").compact)
     debtor = await sponsors.add_debtor_account(
-        conn, fin, "NL91ABNA0417164300", "Bench sponsor", None, "pain.001.001.09", False, True
+        conn, fin, own_iban, "Bench sponsor", None, "pain.001.001.09", False, True
     )
     fund = await sponsors.create_fund(
         conn,

@@ -35,6 +35,18 @@ def bank(iban: str) -> str:
     return f"bank:{iban}"
 
 
+# Sub-ledgers: one account per voucher. Reports (trial balance, auditfile) show
+# them as one control line, ``voucher:*``; their detail is each voucher's history.
+SUBLEDGERS = ("voucher:",)
+
+
+def control_code(code: str) -> str:
+    for prefix in SUBLEDGERS:
+        if code.startswith(prefix):
+            return prefix + "*"
+    return code
+
+
 # Debit-limited accounts: a fund cannot give out more than it was granted, a
 # voucher cannot spend more than it holds.
 LIMITED_PREFIXES = ("fund:", "voucher:")

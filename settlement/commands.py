@@ -36,6 +36,20 @@ def _run(ctx: click.Context, fn: Any) -> Any:
     return go()
 
 
+def _import(ctx: click.Context, file: Path, flow: Any) -> Any:
+    """Read a bank file (size-limited) and run ``flow(conn, actor, data, max_bytes=...)`` in one transaction."""
+    settings = _settings(ctx)
+    if file.stat().st_size > settings.max_upload_bytes:
+        raise click.ClickException(f"{file} is larger than {settings.max_upload_bytes} bytes")
+    data = file.read_bytes()
+
+    async def fn(conn: Any, _: str) -> Any:
+        async with conn.transaction():
+            return await flow(conn, "system:cli", data, max_bytes=settings.max_upload_bytes)
+
+    return _run(ctx, fn)
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(tokens)
     cli.add_command(ledger)
@@ -43,6 +57,8 @@ def register(cli: click.Group) -> None:
     cli.add_command(demo)
     cli.add_command(bench)
     cli.add_command(payouts)
+    cli.add_command(statements)
+    cli.add_command(audit)
 
 
 @click.group()
@@ -124,6 +140,22 @@ def ledger_expire(ctx: click.Context) -> None:
 
     n = _run(ctx, lambda conn, _: expire_holds_once(conn))
     click.echo(f"expired {n} hold(s)")
+
+
+@ledger.command("rollup")
+@click.option("--ledger", "ledger_id", type=int, default=None, help="One ledger; all when omitted.")
+@click.pass_context
+def ledger_rollup(ctx: click.Context, ledger_id: int | None) -> None:
+    """Roll finished days up into day totals (trial balances as of a date read them; also hourly in serve)."""
+    from ledger.rollup import roll_up
+    from ledger.verify import ledger_ids
+    from settlement.chart import SUBLEDGERS
+
+    async def fn(conn: Any, _: str) -> int:
+        ids = [ledger_id] if ledger_id else await ledger_ids(conn)
+        return sum([await roll_up(conn, i, groups=SUBLEDGERS) for i in ids])
+
+    click.echo(f"{_run(ctx, fn)} day total(s) added")
 
 
 @click.group()
@@ -339,16 +371,7 @@ def payouts_import_status(ctx: click.Context, file: Path) -> None:
     """Import a pain.002 status report (the same file twice changes nothing)."""
     from settlement.payouts import flows
 
-    settings = _settings(ctx)
-    if file.stat().st_size > settings.max_upload_bytes:
-        raise click.ClickException(f"{file} is larger than {settings.max_upload_bytes} bytes")
-    data = file.read_bytes()
-
-    async def fn(conn: Any, _: str) -> Any:
-        async with conn.transaction():
-            return await flows.import_status_report(conn, "system:cli", data, max_bytes=settings.max_upload_bytes)
-
-    r = _run(ctx, fn)
+    r = _import(ctx, file, flows.import_status_report)
     dup = " (already imported: nothing changed)" if r.duplicate else ""
     click.echo(
         f"report {r.msg_id} for file {r.original_msg_id}, run {r.run_code}: group {r.group_status}, "
@@ -361,3 +384,88 @@ def payouts_import_status(ctx: click.Context, file: Path) -> None:
         click.echo(f"  not in the file: {u}")
     for c in r.conflicts:
         click.echo(f"  conflict: {c}")
+
+
+@click.group()
+def statements() -> None:
+    """Bank statements: import and reconcile."""
+
+
+@statements.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def statements_import(ctx: click.Context, file: Path) -> None:
+    """Import a camt.053/camt.054/MT940 file; match, book, and check the balance."""
+    from settlement.statements import flows
+
+    r = _import(ctx, file, flows.import_file)
+    for s in r.statements:
+        dup = " (already imported: nothing changed)" if s.duplicate else ""
+        click.echo(
+            f"statement {s.statement_id} of {s.account_iban} on {s.statement_date}: {s.entries} entries, "
+            f"{s.entries_new} new, {s.matched} matched, {s.unmatched} unmatched{dup}"
+        )
+        if s.balance_difference is None:
+            click.echo("  no closing balance to check")
+        elif s.balance_difference == 0:
+            click.echo(f"  ledger balance {s.ledger_balance} equals the closing balance")
+        else:
+            click.echo(
+                f"  BALANCE DIFFERS: closing {s.closing_balance}, ledger {s.ledger_balance}, "
+                f"difference {s.balance_difference} cents"
+            )
+    click.echo(
+        f"{r.payments_booked} payment(s) booked, {r.payments_returned} returned, {r.top_ups} top-up(s)"
+        + (f"; runs settled: {', '.join(r.runs_settled)}" if r.runs_settled else "")
+    )
+
+
+@click.group()
+def audit() -> None:
+    """Checks an accountant relies on."""
+
+
+@audit.command("verify")
+@click.option("--sponsor", "sponsor_id", type=int, default=None, help="One sponsor's books; all when omitted.")
+@click.pass_context
+def audit_verify(ctx: click.Context, sponsor_id: int | None) -> None:
+    """Hash chains, balanced ledgers, fund overviews, bank accounts against their last statements.
+
+    Exits 1 and names every failed check.
+    """
+    from settlement.books.verify import verify_books
+
+    report = _run(ctx, lambda conn, _: verify_books(conn, sponsor_id=sponsor_id))
+    for c in report.failures:
+        click.echo(f"FAILED {c.name} {c.subject}: {c.detail}")
+    click.echo(f"{report.checks} checks, {len(report.failures)} failed")
+    if not report.ok:
+        sys.exit(1)
+
+
+@bench.command("reconcile")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--entries", default=100_000, show_default=True)
+@click.option("--keep", is_flag=True, help="Keep the scratch database (its name is printed by the server log).")
+@click.pass_context
+def bench_reconcile_cmd(ctx: click.Context, as_json: bool, entries: int, keep: bool) -> None:
+    """A camt.053 of 100,000 entries against 100,000 open payments: parse, match and book (scratch database)."""
+    from settlement.bench_reconcile import bench_reconcile
+
+    settings = _settings(ctx)
+    result = _run(ctx, lambda conn, dsn: bench_reconcile(dsn, settings.migrations_dir, entries=entries, keep=keep))
+    _print(result, as_json)
+
+
+@bench.command("reports")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--transfers", default=10_000_000, show_default=True)
+@click.option("--keep", is_flag=True, help="Keep the scratch database.")
+@click.pass_context
+def bench_reports_cmd(ctx: click.Context, as_json: bool, transfers: int, keep: bool) -> None:
+    """Trial balance as of a date and a fund report over a year, on a ledger of 10 million transfers."""
+    from settlement.bench_reports import bench_reports
+
+    settings = _settings(ctx)
+    result = _run(ctx, lambda conn, dsn: bench_reports(dsn, settings.migrations_dir, transfers=transfers, keep=keep))
+    _print(result, as_json)

@@ -13,6 +13,7 @@ from settlement.state import AppState
 from settlement.vouchers.flows import sync_expired_reservations
 
 log = get_logger("settlement.jobs")
+ROLLUP_INTERVAL_S = 3600.0
 
 
 async def expire_holds_once(conn: Any) -> int:
@@ -66,3 +67,16 @@ async def _scheduled_runs(conn: Any) -> int:
 async def start_payout_schedules(state: AppState) -> Callable[[], Awaitable[None]]:
     """Make scheduled draft runs (SKIP LOCKED: several processes never make one twice)."""
     return _start(state, state.settings.payout_schedule_interval_s, "payout_runs_scheduled", _scheduled_runs)
+
+
+async def _rollups(conn: Any) -> int:
+    from ledger.rollup import roll_up
+    from ledger.verify import ledger_ids
+    from settlement.chart import SUBLEDGERS
+
+    return sum([await roll_up(conn, i, groups=SUBLEDGERS) for i in await ledger_ids(conn)])
+
+
+async def start_rollups(state: AppState) -> Callable[[], Awaitable[None]]:
+    """Day totals for finished days (an advisory lock per ledger: one process rolls up)."""
+    return _start(state, ROLLUP_INTERVAL_S, "day_totals_rolled_up", _rollups)

@@ -140,3 +140,17 @@ async def _store_failure(
             exc.status,
             exc.problem(instance=instance),
         )
+
+
+async def write_upload(
+    request: Request[Any, Any, Any],
+    pool: Any,
+    actor: Actor,
+    what: str,
+    flow: Callable[[Any, bytes], Awaitable[Any]],
+) -> Response[Any]:
+    """A write whose body is a file (a bank's XML or MT940): raw bytes, never decoded as JSON."""
+    data = await request.body()
+    if not data:
+        raise BadRequest(f"send the {what} as the request body", code="empty_body")
+    return await write(request, pool, actor, data, lambda conn: flow(conn, data), status=200)

@@ -12,7 +12,7 @@ from litestar import Request
 from litestar.di import Provide
 
 from settlement.auth import Actor, TokenCache, authenticate
-from settlement.errors import BadRequest
+from settlement.errors import BadRequest, Forbidden
 from settlement.state import AppState
 
 
@@ -41,3 +41,18 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         return datetime.fromisoformat(at), uuid.UUID(ident)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("cursor is not one this API gave out", code="cursor_invalid") from None
+
+
+async def auditors_read_only(connection: Any, _handler: Any) -> None:
+    """An auditor reads everything of its sponsor and writes nothing: every write
+    answers 403 before its body is even read."""
+    if connection.scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+        return
+    header = connection.headers.get("authorization")
+    if not header:
+        return  # the handler's dependency answers 401
+    state: AppState = connection.app.state.app_state
+    cache = state.extras.setdefault("token_cache", TokenCache())
+    actor = await authenticate(state.pool, cache, header)
+    if actor.role == "auditor":
+        raise Forbidden("an auditor token reads; it never writes", code="role_not_allowed")

@@ -11,10 +11,9 @@ from litestar.params import Parameter, QueryParameter
 
 from settlement.api.deps import ACTOR, Api
 from settlement.auth import Actor, require
-from settlement.errors import BadRequest
 from settlement.payouts import flows
 from settlement.state import AppState
-from settlement.tx import in_transaction, write
+from settlement.tx import in_transaction, write, write_upload
 
 RunState = Literal[
     "draft", "approved", "exported", "accepted", "partially_rejected", "rejected", "settled", "cancelled"
@@ -195,17 +194,13 @@ class PayoutController(Controller):
         app_state: NamedDependency[AppState],
     ) -> Response[flows.StatusImport]:
         require(actor, "sponsor_finance", "sponsor_approver")
-        data = await request.body()
-        if not data:
-            raise BadRequest("send the pain.002 file as the request body", code="empty_body")
         limit = app_state.settings.max_upload_bytes
-        return await write(
+        return await write_upload(
             request,
             app_state.pool,
             actor,
-            data,
-            lambda conn: flows.import_status_report(conn, actor, data, max_bytes=limit),
-            status=200,
+            "pain.002 file",
+            lambda conn, data: flows.import_status_report(conn, actor, data, max_bytes=limit),
         )
 
     @get(

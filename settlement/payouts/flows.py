@@ -48,6 +48,7 @@ from settlement import audit, chart
 from settlement.auth import Actor
 from settlement.banking import check_iban
 from settlement.errors import BadRequest, Conflict, Forbidden, NotFound, SettlementError, ValidationFailed
+from settlement.sponsors.flows import sponsor_scope
 from settlement.suppliers import flows as suppliers
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -160,20 +161,6 @@ class PaymentOut(msgspec.Struct, frozen=True, kw_only=True):
 # --- scope ---------------------------------------------------------------------------
 
 
-async def _sponsor_scope(conn: Any, actor: Actor | str, roles: Sequence[str]) -> int | None:
-    """The sponsor the caller works for; None for the operator (CLI, jobs)."""
-    if isinstance(actor, str):
-        return None
-    if actor.role not in roles:
-        raise Forbidden(f"a {actor.role} token may not do this", code="role_not_allowed")
-    sid: int | None = await conn.fetchval(
-        "SELECT organisation_id FROM sponsors WHERE organisation_id = $1", actor.organisation_id
-    )
-    if sid is None:
-        raise Forbidden("this organisation keeps no sponsor books", code="not_a_sponsor")
-    return sid
-
-
 _RUN_SELECT = """
 SELECT r.*, d.iban AS debtor_iban,
        coalesce((SELECT jsonb_object_agg(state, n) FROM (SELECT state, count(*) AS n FROM payments
@@ -262,7 +249,7 @@ async def create_run(
     allow_empty: bool = False,
 ) -> Run:
     """Build a draft run for one debtor account from the sponsor's open payables."""
-    scope = await _sponsor_scope(conn, actor, WRITE_ROLES)
+    scope = await sponsor_scope(conn, actor, WRITE_ROLES)
     debtor = await conn.fetchrow(
         "SELECT d.*, o.name AS sponsor_name, s.ledger_id FROM debtor_accounts d "
         "JOIN sponsors s ON s.organisation_id = d.sponsor_id JOIN organisations o ON o.id = d.sponsor_id "
@@ -460,7 +447,7 @@ async def create_run(
 async def approve(conn: Any, actor: Actor, run_id: int) -> Run:
     if actor.role != "sponsor_approver":
         raise Forbidden("a sponsor approver approves payout runs", code="role_not_allowed")
-    scope = await _sponsor_scope(conn, actor, ("sponsor_approver",))
+    scope = await sponsor_scope(conn, actor, ("sponsor_approver",))
     row = await _run_row(conn, run_id, scope, lock=True)
     if row["state"] != "draft":
         raise Conflict(f"the run is {row['state']}; only a draft can be approved", code="payout_run_not_draft")
@@ -490,7 +477,7 @@ async def approve(conn: Any, actor: Actor, run_id: int) -> Run:
 
 
 async def cancel(conn: Any, actor: Actor | str, run_id: int, reason: str) -> Run:
-    scope = await _sponsor_scope(conn, actor, WRITE_ROLES)
+    scope = await sponsor_scope(conn, actor, WRITE_ROLES)
     row = await _run_row(conn, run_id, scope, lock=True)
     if row["state"] not in ("draft", "approved"):
         raise Conflict(
@@ -534,7 +521,7 @@ async def export(
     now: datetime | None = None,
 ) -> Run:
     """Write the pain.001 file(s), store them, post payable -> in_transit; all or nothing."""
-    scope = await _sponsor_scope(conn, actor, WRITE_ROLES)
+    scope = await sponsor_scope(conn, actor, WRITE_ROLES)
     row = await _run_row(conn, run_id, scope, lock=True)
     if row["state"] != "approved":
         code = "payout_run_already_exported" if row["state"] != "draft" else "payout_run_not_approved"
@@ -707,13 +694,13 @@ async def _apply_all(conn: Any, entries: list[EntrySpec]) -> list[EntryResult]:
 
 
 async def get_run(conn: Any, actor: Actor, run_id: int) -> Run:
-    scope = await _sponsor_scope(conn, actor, READ_ROLES)
+    scope = await sponsor_scope(conn, actor, READ_ROLES)
     await _run_row(conn, run_id, scope)
     return await _run_out(conn, run_id)
 
 
 async def list_runs(conn: Any, actor: Actor, *, state: str | None, before_id: int | None, limit: int) -> list[Run]:
-    scope = await _sponsor_scope(conn, actor, READ_ROLES)
+    scope = await sponsor_scope(conn, actor, READ_ROLES)
     ids = await conn.fetch(
         "SELECT id FROM payout_runs WHERE sponsor_id = $1 AND ($2::text IS NULL OR state = $2) "
         "AND ($3::bigint IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
@@ -727,7 +714,7 @@ async def list_runs(conn: Any, actor: Actor, *, state: str | None, before_id: in
 
 async def download(conn: Any, actor: Actor | str, run_id: int, file_id: int) -> tuple[str, bytes, str]:
     """(msg_id, bytes, sha256) of a stored file; the digest is checked on the way out."""
-    scope = await _sponsor_scope(conn, actor, READ_ROLES)
+    scope = await sponsor_scope(conn, actor, READ_ROLES)
     await _run_row(conn, run_id, scope)
     f = await conn.fetchrow(
         "SELECT msg_id, content, sha256 FROM payout_files WHERE id = $1 AND run_id = $2", file_id, run_id
@@ -865,7 +852,7 @@ def _reason(reasons: Sequence[Any]) -> tuple[str | None, str | None]:
 
 async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, max_bytes: int) -> StatusImport:
     """Apply a pain.002: rejections go back to payable; acceptance is never payment."""
-    scope = await _sponsor_scope(conn, actor, WRITE_ROLES)
+    scope = await sponsor_scope(conn, actor, WRITE_ROLES)
     if len(data) > max_bytes:
         raise SettlementError(f"the report is larger than {max_bytes} bytes", code="upload_too_large")
     try:
@@ -1120,7 +1107,7 @@ def _schedule_out(r: Any) -> Schedule:
 async def set_schedule(
     conn: Any, actor: Actor, debtor_account_id: int, weekdays: list[int], at_local: str, instant: bool, enabled: bool
 ) -> Schedule:
-    scope = await _sponsor_scope(conn, actor, ("sponsor_finance",))
+    scope = await sponsor_scope(conn, actor, ("sponsor_finance",))
     d = await conn.fetchrow(
         "SELECT id, instant_supported FROM debtor_accounts WHERE id = $1 AND sponsor_id = $2",
         debtor_account_id,
@@ -1168,7 +1155,7 @@ async def set_schedule(
 
 
 async def get_schedule(conn: Any, actor: Actor, debtor_account_id: int) -> Schedule:
-    scope = await _sponsor_scope(conn, actor, READ_ROLES)
+    scope = await sponsor_scope(conn, actor, READ_ROLES)
     row = await conn.fetchrow(
         "SELECT * FROM payout_schedules WHERE debtor_account_id = $1 AND sponsor_id = $2", debtor_account_id, scope
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date
 from typing import Any, Literal
 
@@ -32,6 +33,20 @@ async def sponsor_of(conn: Any, actor: Actor) -> Sponsor:
     if row is None:
         raise Forbidden("this organisation keeps no sponsor books", code="not_a_sponsor")
     return Sponsor(organisation_id=row["organisation_id"], ledger_id=row["ledger_id"])
+
+
+async def sponsor_scope(conn: Any, actor: Actor | str, roles: Sequence[str]) -> int | None:
+    """The sponsor the caller works for; None for the operator (CLI, jobs)."""
+    if isinstance(actor, str):
+        return None
+    if actor.role not in roles:
+        raise Forbidden(f"a {actor.role} token may not do this", code="role_not_allowed")
+    sid: int | None = await conn.fetchval(
+        "SELECT organisation_id FROM sponsors WHERE organisation_id = $1", actor.organisation_id
+    )
+    if sid is None:
+        raise Forbidden("this organisation keeps no sponsor books", code="not_a_sponsor")
+    return sid
 
 
 class DebtorAccount(msgspec.Struct, frozen=True, kw_only=True):
@@ -363,16 +378,41 @@ class FundOverview(msgspec.Struct, frozen=True, kw_only=True):
 async def fund_overview(conn: Any, actor: Actor, fund_id: int) -> FundOverview:
     sponsor = await sponsor_of(conn, actor)
     fund = await get_fund(conn, actor, fund_id)
+    return await overview_of(conn, sponsor, fund.id)
+
+
+def overview_problems(o: FundOverview) -> list[str]:
+    """The identities a fund overview must satisfy; [] when it adds up."""
+    out = []
+    if o.granted != sum(s.granted for s in o.by_source):
+        out.append(f"granted {o.granted} != sum of sources {sum(s.granted for s in o.by_source)}")
+    if o.granted != o.available + o.issued:
+        out.append(f"granted {o.granted} != available {o.available} + issued {o.issued}")
+    if o.issued != o.vouchers_outstanding + o.reserved + o.redeemed:
+        out.append(
+            f"issued {o.issued} != outstanding {o.vouchers_outstanding} + reserved {o.reserved} + redeemed {o.redeemed}"
+        )
+    if o.redeemed != o.open_payable + o.in_payout + o.paid:
+        out.append(f"redeemed {o.redeemed} != open {o.open_payable} + in payout {o.in_payout} + paid {o.paid}")
+    return out
+
+
+async def overview_of(conn: Any, sponsor: Sponsor, fund_id: int) -> FundOverview:
+    fund = await conn.fetchrow(
+        "SELECT id FROM funds WHERE id = $1 AND sponsor_id = $2", fund_id, sponsor.organisation_id
+    )
+    if fund is None:
+        raise NotFound("no such fund", code="fund_not_found")
     f = await conn.fetchrow(
         "SELECT a.debits_posted, a.credits_posted FROM funds JOIN accounts a "
         "ON a.id = funds.account_id WHERE funds.id = $1",
-        fund.id,
+        fund["id"],
     )
     sources = await conn.fetch(
         "SELECT g.source, s.name, sum(g.amount)::bigint AS granted FROM grants g JOIN funding_sources s "
         "ON s.sponsor_id = g.sponsor_id AND s.code = g.source WHERE g.fund_id = $1 GROUP BY g.source, s.name "
         "ORDER BY g.source",
-        fund.id,
+        fund["id"],
     )
     granted = sum(r["granted"] for r in sources)
     # Voucher shares of this fund: their accounts' balances.
@@ -380,14 +420,14 @@ async def fund_overview(conn: Any, actor: Actor, fund_id: int) -> FundOverview:
         "SELECT coalesce(sum(a.credits_posted - a.debits_posted), 0)::bigint AS outstanding, "
         "coalesce(sum(a.debits_pending), 0)::bigint AS reserved FROM voucher_shares s JOIN accounts a "
         "ON a.id = s.account_id WHERE s.fund_id = $1",
-        fund.id,
+        fund["id"],
     )
     moved = await conn.fetchrow(
         "SELECT coalesce(sum(amount) FILTER (WHERE code = 'voucher_issued'), 0)::bigint AS issued, "
         "coalesce(sum(amount) FILTER (WHERE code IN ('voucher_expired', 'voucher_withdrawn')), 0)::bigint "
         "AS returned FROM transfers WHERE ledger_id = $1 AND (debit_account_id = $2 OR credit_account_id = $2)",
         sponsor.ledger_id,
-        await conn.fetchval("SELECT account_id FROM funds WHERE id = $1", fund.id),
+        await conn.fetchval("SELECT account_id FROM funds WHERE id = $1", fund["id"]),
     )
     lines = await conn.fetchrow(
         "SELECT coalesce(sum(amount), 0)::bigint AS redeemed, "
@@ -395,10 +435,10 @@ async def fund_overview(conn: Any, actor: Actor, fund_id: int) -> FundOverview:
         "coalesce(sum(amount) FILTER (WHERE state = 'in_payout'), 0)::bigint AS in_payout, "
         "coalesce(sum(amount) FILTER (WHERE state = 'paid'), 0)::bigint AS paid "
         "FROM payable_lines WHERE fund_id = $1",
-        fund.id,
+        fund["id"],
     )
     return FundOverview(
-        fund_id=fund.id,
+        fund_id=fund["id"],
         currency="EUR",
         granted=granted,
         by_source=[SourceLine(source=r["source"], name=r["name"], granted=r["granted"]) for r in sources],

@@ -55,7 +55,7 @@ class Rollback(Exception):
     pass
 
 
-async def _world(conn: Any) -> dict[str, Any]:
+async def make_world(conn: Any) -> dict[str, Any]:
     sponsor = await orgs.create_organisation(conn, "test", "Property sponsor", ["sponsor"])
     fin = await load_actor(conn, (await orgs.issue_token(conn, "test", sponsor.id, "sponsor_finance", "f")).id)
     appr = await load_actor(conn, (await orgs.issue_token(conn, "test", sponsor.id, "sponsor_approver", "a")).id)
@@ -99,9 +99,8 @@ LINE = st.tuples(st.integers(0, SUPPLIERS - 1), st.integers(-5_000, 40_000).filt
 DETAILS = st.sampled_from(["active", "active", "active", "pending", "blocked", "none"])
 
 
-async def _example(
-    conn: Any, w: dict[str, Any], lines: list[tuple[int, int]], details: list[str], max_per_file: int
-) -> None:
+async def add_payables(conn: Any, w: dict[str, Any], lines: list[tuple[int, int]], details: list[str]) -> None:
+    """Bank details per supplier and random payable lines, with their ledger postings."""
     for i, sid in enumerate(w["suppliers"]):
         if details[i] != "none":
             await conn.execute(
@@ -161,6 +160,11 @@ async def _example(
             amount,
         )
 
+
+async def _example(
+    conn: Any, w: dict[str, Any], lines: list[tuple[int, int]], details: list[str], max_per_file: int
+) -> None:
+    await add_payables(conn, w, lines, details)
     in_transit = w["debtor"].in_transit_account_id
     before = await conn.fetchval("SELECT credits_posted - debits_posted FROM accounts WHERE id = $1", in_transit)
     payable_suppliers = {
@@ -225,7 +229,7 @@ def test_ctrl_sum_equals_ledger_movement_and_each_payable_is_paid_once(db_dsn: s
     loop = asyncio.new_event_loop()
     conn = loop.run_until_complete(db.connect(db_dsn))
     try:
-        w = loop.run_until_complete(_world(conn))
+        w = loop.run_until_complete(make_world(conn))
 
         @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
         @given(

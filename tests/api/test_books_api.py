@@ -1,0 +1,214 @@
+"""Books for accountants and councils over HTTP: the exports open and add up, and stay in their books."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from reconciliation.synth import build_camt053
+from settlement import db
+from tests.api.test_payouts_api import approve, download, export, new_run
+from tests.api.test_statements_api import batch_entry, statement, xml
+from tests.api.test_vouchers_api import issue, overview
+from tests.conftest import SHARED_BANK_FILES
+from tests.world import World
+
+TODAY = datetime.now(UTC).date()
+PERIOD = {"from": (TODAY - timedelta(days=30)).isoformat(), "to": (TODAY + timedelta(days=1)).isoformat()}
+
+
+async def paid_and_booked(client: Any, world: World) -> dict[str, Any]:
+    """The demo's payables paid in a run and booked from a statement: a full cycle to trace."""
+    run = await export(client, world, (await approve(client, world, (await new_run(client, world))["id"]))["id"])
+    (data,) = await download(client, world, run)
+    from sepa import read_pain001
+
+    file = read_pain001(data)
+    r = await client.post("/v1/statements", content=build_camt053(statement([batch_entry(file)])), headers=xml(world))
+    assert r.status_code == 200 and r.json()["payments_booked"] == run["payment_count"], r.text
+    return run
+
+
+async def test_trial_balance_in_every_format_adds_up(client: Any, world: World) -> None:
+    await paid_and_booked(client, world)
+    h = world.h("auditor")
+    r = await client.get(f"/v1/books/trial-balance?as_of={TODAY}", headers=h)
+    assert r.status_code == 200, r.text
+    tb = r.json()
+    assert tb["balanced"] and tb["total_debit"] == tb["total_credit"] > 0
+    codes = {x["code"] for x in tb["lines"]}
+    assert any(c.startswith("bank:") for c in codes) and any(c.startswith("fund:") for c in codes)
+
+    r = await client.get(f"/v1/books/trial-balance?as_of={TODAY}&format=csv", headers=h)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    body = [x for x in rows[1:] if x and x[0] != "Total"]
+    assert sum(Decimal(x[2] or "0") for x in body) == sum(Decimal(x[3] or "0") for x in body)
+    assert sum(Decimal(x[2] or "0") for x in body) * 100 == tb["total_debit"]
+
+    r = await client.get(f"/v1/books/trial-balance?as_of={TODAY}&format=xlsx", headers=h)
+    assert r.status_code == 200
+    import openpyxl
+
+    wb = openpyxl.load_workbook(io.BytesIO(r.content))
+    ws = wb.worksheets[0]
+    values = [row for row in ws.iter_rows(values_only=True)]
+    debit = sum(Decimal(str(v[2])) for v in values[1:] if v[0] not in (None, "Total") and v[2] is not None)
+    assert debit * 100 == tb["total_debit"]
+
+    r = await client.get(f"/v1/books/trial-balance?as_of={TODAY}&format=pdf", headers=h)
+    assert r.status_code == 200 and r.content.startswith(b"%PDF")
+    # as of a day before anything happened: nothing
+    r = await client.get(f"/v1/books/trial-balance?as_of={TODAY - timedelta(days=400)}", headers=h)
+    assert r.json()["lines"] == [] and r.json()["balanced"]
+
+
+async def test_journal_equals_the_ledger(client: Any, world: World, db_dsn: str) -> None:
+    r = await client.get("/v1/books/journal", params=PERIOD, headers=world.h("gemeente_finance"))
+    assert r.status_code == 200, r.text
+    j = r.json()
+    conn = await db.connect(db_dsn)
+    try:
+        lid = await conn.fetchval("SELECT ledger_id FROM sponsors WHERE organisation_id = $1", world.ids["gemeente"])
+        n = await conn.fetchval("SELECT count(*) FROM journal_entries WHERE ledger_id = $1", lid)
+        posted = await conn.fetchval(
+            "SELECT sum(amount) FROM transfers WHERE ledger_id = $1 AND kind IN ('posted', 'post_pending')", lid
+        )
+    finally:
+        await conn.close()
+    assert len(j["entries"]) == n and j["total_debit"] == posted
+    r = await client.get("/v1/books/journal", params={**PERIOD, "format": "xlsx"}, headers=world.h("auditor"))
+    assert r.status_code == 200 and r.content[:2] == b"PK"
+
+
+async def test_fund_report_equals_the_ledger(client: Any, world: World) -> None:
+    await paid_and_booked(client, world)
+    o = await overview(client, world)
+    r = await client.get("/v1/books/fund-report", params=PERIOD, headers=world.h("auditor"))
+    assert r.status_code == 200, r.text
+    (kind,) = [f for f in r.json()["funds"] if f["fund_id"] == world.ids["kindpakket"]]
+    for key in ("granted", "redeemed", "paid", "in_payout", "open_payable", "available", "reserved"):
+        assert kind[key] == o[key], key
+    assert kind["issued"] == o["issued"] + o["returned_to_fund"]
+    assert kind["vouchers"] == 45 and kind["beneficiaries"] == 45  # 40 kindpakket + 5 co-funded bikes
+    assert sum(c["redeemed"] for c in kind["by_category"]) == kind["redeemed"]
+    assert {s["source"] for s in kind["by_source"]} == {"rijk-kinderarmoede", "eigen-middelen"}
+    for fmt, magic in (("xlsx", b"PK"), ("pdf", b"%PDF"), ("csv", b"")):
+        r = await client.get("/v1/books/fund-report", params={**PERIOD, "format": fmt}, headers=world.h("auditor"))
+        assert r.status_code == 200 and r.content.startswith(magic), fmt
+
+
+async def test_auditfile_validates(client: Any, world: World) -> None:
+    await paid_and_booked(client, world)
+    r = await client.get(f"/v1/books/auditfile?year={TODAY.year}", headers=world.h("auditor"))
+    assert r.status_code == 200, r.text
+    doc = etree.fromstring(r.content)
+    shared = SHARED_BANK_FILES / "xsd" / "XmlAuditfileFinancieel3.2.xsd"
+    if not shared.exists():
+        pytest.skip("shared XSDs absent")
+    schema = etree.XMLSchema(etree.parse(str(shared)))
+    assert schema.validate(doc), schema.error_log
+    ns = {"x": "http://www.auditfiles.nl/XAF/3.2"}
+    debit = Decimal(doc.findtext(".//x:transactions/x:totalDebit", namespaces=ns))
+    credit = Decimal(doc.findtext(".//x:transactions/x:totalCredit", namespaces=ns))
+    assert debit == credit > 0
+
+
+async def test_supplier_statement_and_trace(client: Any, world: World) -> None:
+    run = await paid_and_booked(client, world)
+    r = await client.get(
+        f"/v1/books/supplier-statement/{world.ids['sports_club']}", params=PERIOD, headers=world.h("sports_club")
+    )
+    assert r.status_code == 200, r.text
+    st = r.json()
+    kinds = [x["kind"] for x in st["lines"]]
+    assert kinds.count("redemption") == 2 and kinds.count("payment") == 1
+    (pay,) = [x for x in st["lines"] if x["kind"] == "payment"]
+    assert sorted(pay["covers"]) == ["LID-2026-117", "LID-2026-118"]
+    assert st["closing_balance"] == 0  # redeemed 250.00, paid 250.00
+    r = await client.get(
+        f"/v1/books/supplier-statement/{world.ids['sports_club']}",
+        params={**PERIOD, "format": "pdf"},
+        headers=world.h("sports_club"),
+    )
+    assert r.status_code == 200 and r.content.startswith(b"%PDF")
+    # another supplier's statement: not found
+    r = await client.get(
+        f"/v1/books/supplier-statement/{world.ids['sports_club']}", params=PERIOD, headers=world.h("bike_shop")
+    )
+    assert r.status_code == 404
+
+    reds = (await client.get("/v1/redemptions", headers=world.h("sports_club"))).json()["items"]
+    r = await client.get(f"/v1/books/trace/{reds[0]['id']}", headers=world.h("auditor"))
+    assert r.status_code == 200, r.text
+    steps = [s["step"] for s in r.json()["steps"]]
+    assert steps[:2] == ["voucher", "redemption"]
+    assert "payment" in steps and "payout_file" in steps and "statement_entry" in steps
+    by = {s["step"]: s for s in r.json()["steps"]}
+    assert by["payout_file"]["id"] == run["files"][0]["msg_id"]
+    codes = {t["code"] for s in r.json()["steps"] for e in s["ledger_entries"] for t in e["transfers"]}
+    assert {"voucher_issued", "redemption", "payout_exported", "payment_booked"} <= codes
+    # Leergeld does not pay the club: the trace is not in its books
+    r = await client.get(f"/v1/books/trace/{reds[0]['id']}", headers=world.h("leergeld_finance"))
+    assert r.status_code == 404
+
+
+async def test_sample_is_reproducible(client: Any, world: World) -> None:
+    h = world.h("auditor")
+    a = await client.get("/v1/books/sample", params={**PERIOD, "seed": "controle-2026", "n": 3}, headers=h)
+    b = await client.get("/v1/books/sample", params={**PERIOD, "seed": "controle-2026", "n": 3}, headers=h)
+    assert a.status_code == 200, a.text
+    ids = [t["redemption_id"] for t in a.json()["traces"]]
+    assert ids == [t["redemption_id"] for t in b.json()["traces"]] and len(ids) == 3
+    assert a.json()["population"] == 4
+    other = await client.get("/v1/books/sample", params={**PERIOD, "seed": "another", "n": 4}, headers=h)
+    assert sorted(t["redemption_id"] for t in other.json()["traces"]) == sorted(
+        t["redemption_id"]
+        for t in (await client.get("/v1/books/sample", params={**PERIOD, "seed": "x", "n": 4}, headers=h)).json()[
+            "traces"
+        ]
+    )
+
+
+async def test_repeat_beneficiaries_are_found(client: Any, world: World) -> None:
+    for _ in range(2):
+        await issue(client, world, beneficiary_ref="WK-TWICE-1", amount=10_000)
+    r = await client.get("/v1/books/checks/repeat-beneficiaries", params=PERIOD, headers=world.h("auditor"))
+    assert r.status_code == 200, r.text
+    (hit,) = [x for x in r.json() if x["beneficiary_ref"] == "WK-TWICE-1"]
+    assert hit["vouchers"] == 2 and hit["total"] == 20_000
+
+
+async def test_books_stay_in_their_own_sponsor(client: Any, world: World) -> None:
+    g = (await client.get(f"/v1/books/trial-balance?as_of={TODAY}", headers=world.h("gemeente_finance"))).json()
+    lg = (await client.get(f"/v1/books/trial-balance?as_of={TODAY}", headers=world.h("leergeld_finance"))).json()
+    assert g["ledger_id"] != lg["ledger_id"]
+    assert "fund:" + str(world.ids["kindpakket"]) not in {x["code"] for x in lg["lines"]}
+    for who in ("bike_shop", "gemeente_validator"):
+        r = await client.get(f"/v1/books/trial-balance?as_of={TODAY}", headers=world.h(who))
+        assert r.status_code == 403, who
+    r = await client.get("/v1/books/audit-trail", headers=world.h("auditor"))
+    assert r.status_code == 200
+    actions = {x["action"] for x in r.json()}
+    assert {"fund.created", "fund.granted"} <= actions, actions
+    assert all(x["actor"] for x in r.json())
+
+
+async def test_auditor_writes_are_refused_everywhere(client: Any, world: World) -> None:
+    app = client.app
+    h = world.h("auditor")
+    refused = 0
+    for route in app.routes:
+        for method in getattr(route, "methods", set()):
+            if method not in ("POST", "PUT", "PATCH", "DELETE") or "{" in route.path:
+                continue
+            r = await client.request(method, route.path, json={}, headers=h)
+            assert r.status_code in (403, 422), (method, route.path, r.status_code)
+            refused += 1
+    assert refused >= 8
