@@ -47,7 +47,15 @@ from sepa.rules import INSTANT_MAX_CENTS, build_remittance, end_to_end_id, execu
 from settlement import audit, chart
 from settlement.auth import Actor
 from settlement.banking import check_iban
-from settlement.errors import BadRequest, Conflict, Forbidden, NotFound, SettlementError, ValidationFailed
+from settlement.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    SettlementError,
+    ValidationFailed,
+)
 from settlement.sponsors.flows import sponsor_scope
 from settlement.suppliers import flows as suppliers
 
@@ -854,7 +862,7 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
     """Apply a pain.002: rejections go back to payable; acceptance is never payment."""
     scope = await sponsor_scope(conn, actor, WRITE_ROLES)
     if len(data) > max_bytes:
-        raise SettlementError(f"the report is larger than {max_bytes} bytes", code="upload_too_large")
+        raise PayloadTooLarge(f"the report is larger than {max_bytes} bytes")
     try:
         report = parse_pain002(data)
     except SepaError as exc:

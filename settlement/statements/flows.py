@@ -128,7 +128,7 @@ def _label(actor: Actor | str) -> str:
 async def import_file(conn: Any, actor: Actor | str, data: bytes, *, max_bytes: int) -> ImportResult:
     scope = await sponsor_scope(conn, actor, WRITE_ROLES)
     if len(data) > max_bytes:
-        raise PayloadTooLarge(f"the file is larger than {max_bytes} bytes", code="upload_too_large")
+        raise PayloadTooLarge(f"the file is larger than {max_bytes} bytes")
     try:
         statements = parse_statement(data, max_bytes=max_bytes)
     except ReconciliationError as exc:

@@ -327,8 +327,9 @@ async def issue_vouchers(conn: Any, actor: Actor, requests: Sequence[VoucherRequ
                     account_ids[(s.ledger_id, chart.voucher(code))],
                     s.bp,
                     s.amount,
+                    req.beneficiary_ref,
                 )
-                for _, vid, code, _, shares, _ in accepted
+                for _, vid, code, req, shares, _ in accepted
                 for s in shares
             ],
             columns=[
@@ -340,6 +341,7 @@ async def issue_vouchers(conn: Any, actor: Actor, requests: Sequence[VoucherRequ
                 "account_id",
                 "bp",
                 "amount",
+                "beneficiary_ref",
             ],
         )
         for i, vid, code, _, _, _ in accepted:

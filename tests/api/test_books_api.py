@@ -87,7 +87,7 @@ async def test_journal_equals_the_ledger(client: Any, world: World, db_dsn: str)
     assert r.status_code == 200 and r.content[:2] == b"PK"
 
 
-async def test_fund_report_equals_the_ledger(client: Any, world: World) -> None:
+async def test_fund_report_equals_the_ledger(client: Any, world: World, db_dsn: str) -> None:
     await paid_and_booked(client, world)
     o = await overview(client, world)
     r = await client.get("/v1/books/fund-report", params=PERIOD, headers=world.h("auditor"))
@@ -98,6 +98,21 @@ async def test_fund_report_equals_the_ledger(client: Any, world: World) -> None:
     assert kind["issued"] == o["issued"] + o["returned_to_fund"]
     assert kind["vouchers"] == 45 and kind["beneficiaries"] == 45  # 40 kindpakket + 5 co-funded bikes
     assert sum(c["redeemed"] for c in kind["by_category"]) == kind["redeemed"]
+    conn = await db.connect(db_dsn)
+    try:  # per category: distinct suppliers and provisions, counted the plain way
+        direct = {
+            r["category"]: (r["suppliers"], r["redemptions"], r["amount"])
+            for r in await conn.fetch(
+                "SELECT s.category, count(DISTINCT l.supplier_id) AS suppliers, count(*) FILTER (WHERE "
+                "l.refund_id IS NULL) AS redemptions, sum(l.amount) AS amount FROM payable_lines l "
+                "JOIN suppliers s ON s.organisation_id = l.supplier_id WHERE l.fund_id = $1 GROUP BY 1",
+                world.ids["kindpakket"],
+            )
+        }
+    finally:
+        await conn.close()
+    assert len(direct) >= 2
+    assert {c["category"]: (c["suppliers"], c["redemptions"], c["redeemed"]) for c in kind["by_category"]} == direct
     assert {s["source"] for s in kind["by_source"]} == {"rijk-kinderarmoede", "eigen-middelen"}
     for fmt, magic in (("xlsx", b"PK"), ("pdf", b"%PDF"), ("csv", b"")):
         r = await client.get("/v1/books/fund-report", params={**PERIOD, "format": fmt}, headers=world.h("auditor"))

@@ -321,3 +321,43 @@ async def test_oversized_upload_is_refused_before_it_is_read(world: World, db_ds
         r = await c.post("/v1/statements", content=b"<" + b"x" * (200 * 1024), headers=xml(world))
     assert r.status_code == 413, r.text
     assert await ledger_state(db_dsn) == state
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_1_gb_upload_over_real_http_is_refused_without_being_read(
+    world: World, live_server: Any, db_dsn: str, declared: bool
+) -> None:
+    """A 1 GiB body, streamed by the client, answers 413 and is never held in memory by the server.
+
+    The live server runs in this process, so its memory is this process's: the
+    peak resident size must not grow by anything near the body's size.
+    """
+    import httpx
+    import psutil
+
+    gib, chunk = 1 << 30, b"<" + b"x" * ((1 << 20) - 1)
+    sent = 0
+    me = psutil.Process()
+    rss_before = peak = me.memory_info().rss
+
+    async def body() -> Any:
+        nonlocal sent, peak
+        while sent < gib:
+            sent += len(chunk)
+            if sent % (32 << 20) == 0:  # sampled while the server receives
+                peak = max(peak, me.memory_info().rss)
+            yield chunk
+
+    headers = xml(world) | ({"content-length": str(gib)} if declared else {})
+    state = await ledger_state(db_dsn)
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
+        try:
+            r = await http.post("/v1/statements", content=body(), headers=headers)
+        except (httpx.RemoteProtocolError, httpx.WriteError):
+            r = None  # the server answered and closed while we were still sending: also a refusal
+    if r is not None:
+        assert r.status_code == 413, r.text
+        assert r.json()["code"] == "payload_too_large"
+    grown = max(peak, me.memory_info().rss) - rss_before
+    assert grown < 256 << 20, f"memory grew by {grown >> 20} MiB while refusing a 1 GiB upload"
+    assert await ledger_state(db_dsn) == state
