@@ -20,6 +20,23 @@ def fund_top_up_reference(sponsor_id: int, fund_code: str) -> str:
     return rf_reference(f"S{sponsor_id}F{fund_code}")
 
 
+_BASE = len(_VOUCHER_ALPHABET)
+_DIGITS = 12
+_SPACE = _BASE**_DIGITS  # about 2^59.5 codes
+
+
 def new_voucher_code() -> str:
-    raw = "".join(secrets.choice(_VOUCHER_ALPHABET) for _ in range(12))
-    return f"V-{raw[:4]}-{raw[4:8]}-{raw[8:]}"
+    """12 characters drawn uniformly from the alphabet (about 59 bits).
+
+    One 60-bit draw per code, rejected when it falls outside the code space
+    (so every code is equally likely), then written in base 31: a bulk issue
+    of 100,000 makes 100,000 draws instead of 1.2 million ``secrets.choice`` calls.
+    """
+    n = secrets.randbits(60)
+    while n >= _SPACE:
+        n = secrets.randbits(60)
+    raw = []
+    for _ in range(_DIGITS):
+        n, d = divmod(n, _BASE)
+        raw.append(_VOUCHER_ALPHABET[d])
+    return f"V-{''.join(raw[:4])}-{''.join(raw[4:8])}-{''.join(raw[8:])}"
