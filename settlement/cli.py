@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -149,6 +150,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     # lives as long as this process.
     os.environ["DATABASE_URL"] = dsn
     click.echo(f"serving on http://{host}:{port} (OpenAPI at /schema)", err=True)
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises it with the
+    # handler it found. Python's default handler would kill the process without
+    # running atexit, leaving the embedded PostgreSQL running: exit instead.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         "settlement.app:create_app",
         factory=True,
@@ -159,6 +164,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         access_log=False,
         lifespan="on",
     )
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main() -> None:

@@ -61,3 +61,51 @@ def test_unwritable_data_directory_is_one_line(tmp_path: Path) -> None:
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
     assert "data directory" in r.stderr
+
+
+def test_sigterm_stops_serve_and_its_embedded_database() -> None:
+    """systemd's stop (SIGTERM) ends `serve` cleanly and the embedded PostgreSQL with it."""
+    import json
+    import signal
+    import time
+
+    import httpx
+    import psutil
+
+    data_dir = REPO_ROOT / ".settlement" / "test-sigterm"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update({"SETTLEMENT_DATA_DIR": str(data_dir), "SETTLEMENT_LOG_LEVEL": "warning"})
+    proc = subprocess.Popen(
+        [*SETTLEMENT, "serve", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.2)
+        pgdata = data_dir / "pgdata"
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
+    deadline = time.monotonic() + 30
+    while psutil.pid_exists(postmaster) and psutil.Process(postmaster).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the embedded PostgreSQL is still running after serve stopped"
+        time.sleep(0.2)
