@@ -386,6 +386,37 @@ def payouts_import_status(ctx: click.Context, file: Path) -> None:
         click.echo(f"  conflict: {c}")
 
 
+@payouts.command("simulate-bank")
+@click.argument("run_id", type=int)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bank-sim"),
+    show_default=True,
+    help="Write the files here.",
+)
+@click.option("--reject", multiple=True, help="EndToEndId the bank rejects (repeatable).")
+@click.option("--reason", default="AC04", show_default=True, help="Reason code of the rejections.")
+@click.pass_context
+def payouts_simulate_bank(ctx: click.Context, run_id: int, out_dir: Path, reject: tuple[str, ...], reason: str) -> None:
+    """Write the pain.002 and camt.053 a bank would send for an exported run (to try the flow; imports nothing)."""
+    from settlement.bank_sim import simulate_bank
+
+    r = _run(ctx, lambda conn, _dsn: simulate_bank(conn, run_id, reject=reject, reason=reason))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in [*r.status_reports, *([r.statement] if r.statement else [])]:
+        (out_dir / name).write_bytes(data)
+        click.echo(f"  wrote {out_dir / name}")
+    if r.statement is None:
+        click.echo("  no statement: the bank rejected every payment")
+    else:
+        click.echo(f"  the statement books {r.booked_cents} cents")
+    for e in r.rejected:
+        click.echo(f"  rejected {e} ({reason})")
+    click.echo("import them with: settlement payouts import-status FILE; settlement statements import FILE")
+
+
 @click.group()
 def statements() -> None:
     """Bank statements: import and reconcile."""

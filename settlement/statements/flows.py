@@ -432,11 +432,14 @@ async def _decide(conn: Any, acct: Any, entries: Sequence[Any]) -> list[Any]:
     for p in pays:
         if p["state"] != "booked" and p["pmt_inf_id"]:
             blocks.setdefault(p["pmt_inf_id"], []).append(p)
-    # a block counts only while all of it is open: a partly rejected block is booked per payment
+    # A block counts while every payment the bank executed from it is still
+    # open. Payments the bank rejected (pain.002) were never executed: the
+    # batch line shows the rest, with their count and total.
     full = {
         r["pmt_inf_id"]: r["n"]
         for r in await conn.fetch(
-            "SELECT pmt_inf_id, count(*) AS n FROM payments WHERE pmt_inf_id = ANY($1::text[]) GROUP BY pmt_inf_id",
+            "SELECT pmt_inf_id, count(*) FILTER (WHERE state <> 'rejected') AS n FROM payments "
+            "WHERE pmt_inf_id = ANY($1::text[]) GROUP BY pmt_inf_id",
             list(blocks),
         )
     }

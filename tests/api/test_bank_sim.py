@@ -1,0 +1,65 @@
+"""`settlement payouts simulate-bank`: the bank's answers for an exported run, taken through the real imports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sepa import read_pain001
+from settlement.config import REPO_ROOT
+from tests.api.test_payouts_api import account_balance, approve, download, export, new_run
+from tests.world import World, assert_ledgers_balanced
+
+
+def simulate(
+    db_dsn: str, run_id: int, out: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, bytes]]:
+    """Run the command; return it and the files it wrote, by suffix."""
+    r = subprocess.run(
+        [sys.executable, "-m", "settlement", "payouts", "simulate-bank", str(run_id), "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": db_dsn},
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+    files = {"".join(p.suffixes[-2:]): p.read_bytes() for p in out.glob("*.xml")} if out.exists() else {}
+    return r, files
+
+
+async def test_simulated_bank_files_reject_one_payment_and_book_the_rest(
+    client: Any, world: World, db_dsn: str, tmp_path: Path
+) -> None:
+    run = await export(client, world, (await approve(client, world, (await new_run(client, world))["id"]))["id"])
+    (pain001,) = await download(client, world, run)
+    payments = [p for b in read_pain001(pain001).blocks for p in b.payments]
+    assert len(payments) >= 2
+    gone = payments[0]
+
+    r, files = simulate(db_dsn, run["id"], tmp_path, "--reject", gone.end_to_end_id)
+    assert r.returncode == 0, r.stderr
+    assert sorted(files) == [".camt053.xml", ".pain002.xml"]
+
+    def xml() -> dict[str, str]:
+        return {**world.h("gemeente_finance"), "Content-Type": "application/xml"}  # a fresh Idempotency-Key
+
+    s = await client.post("/v1/payment-status-reports", content=files[".pain002.xml"], headers=xml())
+    assert s.status_code == 200, s.text
+    assert [x["end_to_end_id"] for x in s.json()["rejected"]] == [gone.end_to_end_id]
+
+    st = await client.post("/v1/statements", content=files[".camt053.xml"], headers=xml())
+    assert st.status_code == 200, st.text
+    body = st.json()
+    (summary,) = body["statements"]
+    assert summary["unmatched"] == 0 and summary["balance_difference"] == 0
+    assert body["payments_booked"] == len(payments) - 1
+    assert await account_balance(db_dsn, "in_transit:%", world.ids["gemeente"]) == 0
+    await assert_ledgers_balanced(db_dsn)
+
+    # an unknown run is one clear line, no files
+    r, files = simulate(db_dsn, 999_999, tmp_path / "none")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "no payout run 999999" in r.stderr
+    assert files == {}
