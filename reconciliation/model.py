@@ -125,8 +125,11 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         would give the same booking a different key in every statement that
         contains it, defeating the purpose; with ``occurrence`` the same
         booking seen in an overlapping statement gets the same key, and a
-        second identical booking gets a new one. Entries with a bank reference
-        ignore ``occurrence``: the reference is the bank's own unique id.
+        second identical booking gets a new one. For an entry with a bank
+        reference the first occurrence keeps the key it always had (the
+        reference is meant to be the bank's unique id); a repeat of the same
+        reference in one statement (``NOTPROVIDED`` on two equal charges)
+        gets a numbered key, like an entry without one.
         """
         ref = self.bank_reference or ""
         parts = [
@@ -137,7 +140,7 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             str(self.signed_cents),
             ref,
             next(iter(self.end_to_end_ids), ""),
-            "" if ref else str(occurrence),
+            "" if ref and occurrence == 0 else str(occurrence),
         ]
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
@@ -180,10 +183,11 @@ class Statement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         seen: dict[str, int] = {}
         out = []
         for e in self.entries:
-            if e.bank_reference:
+            key = e.fingerprint(self.account_iban, occurrence=-1)
+            if e.bank_reference and key not in seen:
+                seen[key] = 1
                 out.append(e.fingerprint(self.account_iban))
                 continue
-            key = e.fingerprint(self.account_iban, occurrence=-1)
             n = seen.get(key, 0)
             seen[key] = n + 1
             out.append(e.fingerprint(self.account_iban, occurrence=n))

@@ -109,6 +109,11 @@ async def simulate_bank(
     known = {p.end_to_end_id for f in files for b in f.blocks for p in b.payments}
     rejected = set(reject)
     unknown = sorted(rejected - known)
+    # payments a status report already rejected were never executed: not on the statement
+    already = {
+        r["end_to_end_id"]
+        for r in await conn.fetch("SELECT end_to_end_id FROM payments WHERE run_id = $1 AND state = 'rejected'", run_id)
+    }
     if unknown:
         raise NotFound(f"not in run {run['code']}: {', '.join(unknown)}", code="payment_not_found")
     day = day or max(b.execution_date for f in files for b in f.blocks)
@@ -120,7 +125,7 @@ async def simulate_bank(
         data = build_pain002(f, msg_id=f"SIM-{f.msg_id}"[:35], created_at=now, rejections=mine)
         reports.append((f"{f.msg_id}.pain002.xml", data))
 
-    entries = _entries(files, rejected, day)
+    entries = _entries(files, rejected | already, day)
     if not entries:
         return SimulatedFiles(run["code"], reports, None, sorted(rejected), 0)
     last = await conn.fetchrow(

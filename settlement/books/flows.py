@@ -23,6 +23,7 @@ from settlement.payouts.flows import READ_ROLES
 from settlement.sponsors.flows import sponsor_scope
 
 MAX_JOURNAL_ENTRIES = 200_000  # one export; narrow the period beyond this
+MAX_STATEMENT_LINES = 100_000  # one supplier statement; likewise
 MAX_SAMPLE = 200
 MAX_LIST = 500
 _ENTRY_SQL = (
@@ -291,7 +292,8 @@ async def _fund_report_of(conn: Any, sponsor_id: int, date_from: date, date_to: 
             "SELECT s.code, s.name, coalesce((SELECT sum(g.amount) FROM grants g WHERE g.fund_id = $1 AND g.source = "
             "s.code AND g.created_at >= $2 AND g.created_at < $3), 0)::bigint AS granted, "
             "coalesce((SELECT sum(t.amount) FROM top_ups t JOIN statement_entries e ON e.id = t.statement_entry_id "
-            "WHERE t.fund_id = $1 AND t.source = s.code AND e.booking_date >= $4 AND e.booking_date <= $5), 0)::bigint "
+            "WHERE t.fund_id = $1 AND t.source = s.code AND coalesce(e.booking_date, e.value_date) >= $4 "
+            "AND coalesce(e.booking_date, e.value_date) <= $5), 0)::bigint "
             "AS received FROM funding_sources s WHERE s.sponsor_id = $6 AND (EXISTS (SELECT 1 FROM grants g "
             "WHERE g.fund_id = $1 AND g.source = s.code) OR EXISTS (SELECT 1 FROM top_ups t WHERE t.fund_id = $1 "
             "AND t.source = s.code)) ORDER BY s.code",
@@ -400,12 +402,19 @@ async def supplier_statement(
     )
     rows = await conn.fetch(
         f"SELECT m.*, o.name AS sponsor_name FROM ({movements}) m JOIN organisations o ON o.id = m.sponsor_id "
-        "WHERE m.at >= $3 AND m.at < $4 ORDER BY m.at, m.kind LIMIT 100000",
+        "WHERE m.at >= $3 AND m.at < $4 ORDER BY m.at, m.kind LIMIT $5",
         supplier_id,
         sponsor,
         t0,
         t1,
+        MAX_STATEMENT_LINES + 1,
     )
+    if len(rows) > MAX_STATEMENT_LINES:  # never a silently cut statement with a wrong closing balance
+        raise ValidationFailed(
+            f"more than {MAX_STATEMENT_LINES} lines in this period; ask for a shorter period",
+            code="period_too_large",
+            errors=[{"field": "from", "message": "narrow the period"}],
+        )
     covers: dict[int, list[str]] = {}
     pids = [r["payment_id"] for r in rows if r["payment_id"] is not None]
     for c in await conn.fetch(

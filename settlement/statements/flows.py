@@ -212,6 +212,18 @@ _ENTRY_COLUMNS = (
 async def _import_one(
     conn: Any, actor: Actor | str, st: Statement, acct: Any, st_sha: str, file_id: int
 ) -> tuple[int, dict[str, Any]]:
+    if st.opening_balance_cents is not None:
+        later = await conn.fetchval(
+            "SELECT max(statement_date) FROM statements WHERE debtor_account_id = $1 AND opening_balance IS NOT NULL",
+            acct["id"],
+        )
+        if later is not None and later > st.statement_date:
+            # its entries are inside the later statement's opening balance already
+            raise Conflict(
+                f"statement {st.statement_id} of {st.statement_date} is older than the statement of {later} "
+                f"already imported for {st.account_iban}; import day statements in date order",
+                code="statement_out_of_order",
+            )
     sid = await conn.fetchval(
         "INSERT INTO statements (sponsor_id, debtor_account_id, file_id, kind, message_id, statement_id, "
         "electronic_sequence, account_iban, statement_date, opening_balance, closing_balance, entries, entries_new, "
@@ -255,8 +267,17 @@ async def _import_one(
     await _opening_balance(conn, actor, st, acct, sid)
     decisions = await _decide(conn, acct, [e for e, _ in new])
     plan = await _plan(conn, new_ids, decisions)
-    # Book what matched, then write every new entry once, in its final state.
-    ledger_entry = await _post_bookings(conn, acct, sid, plan.bookings, st.statement_date)
+    # Book what matched (one ledger entry per booking day: a statement or
+    # notification may span days), then write every new entry once, in its
+    # final state.
+    day_of = {new_ids[e.index]: e.booking_date or e.value_date or st.statement_date for e, _ in new}
+    by_day: dict[date, list[tuple[int, list[int]]]] = {}
+    for eid, pids in plan.bookings:
+        by_day.setdefault(day_of[eid], []).append((eid, pids))
+    ledger_entry_of: dict[int, uuid.UUID | None] = {}
+    for day, group in sorted(by_day.items()):
+        posted = await _post_bookings(conn, acct, sid, group, day)
+        ledger_entry_of.update((eid, posted) for eid, _ in group)
     final: dict[int, tuple[str, str | None, str | None, list[int]]] = {
         eid: ("matched", "batch" if len(pids) > 1 else "payment", None, []) for eid, pids in plan.bookings
     }
@@ -288,7 +309,7 @@ async def _import_one(
                 kind,
                 why,
                 sug,
-                ledger_entry if kind is not None else None,
+                ledger_entry_of.get(eid),
             )
         )
     await conn.copy_records_to_table("statement_entries", records=records, columns=_ENTRY_COLUMNS)
@@ -358,10 +379,15 @@ async def _opening_balance(conn: Any, actor: Actor | str, st: Statement, acct: A
         acct["id"],
         sid,
     )
-    moved = await conn.fetchval(
-        "SELECT count(*) FROM transfers WHERE debit_account_id = $1 OR credit_account_id = $1", acct["bank_account_id"]
+    # Only an opening balance already taken in counts: bookings from a
+    # notification (camt.054) imported before the first day statement do not,
+    # because that statement's opening balance is from before them.
+    opened = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM transfers WHERE debit_account_id = $1 AND code = 'opening_balance') "
+        "OR EXISTS (SELECT 1 FROM transfers WHERE credit_account_id = $1 AND code = 'opening_balance')",
+        acct["bank_account_id"],
     )
-    if earlier or moved:
+    if earlier or opened:
         return
     ids = await chart.ensure(
         conn, acct["ledger_id"], [(chart.funding(OPENING_SOURCE), "Opening balance of the bank accounts")]
@@ -478,11 +504,16 @@ class _Plan(msgspec.Struct, kw_only=True):
 
 
 async def _plan(conn: Any, new_ids: dict[int, int], decisions: list[Any]) -> _Plan:
-    """Turn the matcher's decisions into work; a payment already booked is not booked again."""
+    """Turn the matcher's decisions into work; a payment already booked is not booked again.
+
+    The payments are locked (in id order) and their state read after the lock:
+    a pain.002 rejection or a person's manual match that committed meanwhile
+    is seen, and one that comes later waits for this import.
+    """
     states = {
         r["id"]: r["state"]
         for r in await conn.fetch(
-            "SELECT id, state FROM payments WHERE id = ANY($1::bigint[])",
+            "SELECT id, state FROM payments WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
             [int(p) for d in decisions if d.kind in ("payment", "batch") for p in d.payment_ids],
         )
     }
@@ -516,8 +547,11 @@ async def _book_later(
         if d.kind == "top_up":
             assert d.top_up is not None
             assert d.top_up.fund_id is not None
-            await _book_top_up(conn, acct, entry_id, int(d.top_up.fund_id), entry.amount_cents, day)
-            top_ups += 1
+            if await _book_top_up(conn, acct, entry_id, int(d.top_up.fund_id), entry.amount_cents, day):
+                top_ups += 1
+            else:
+                why = f"money for fund {d.top_up.fund_id}, which has no grant yet to receive it for: resolve by hand"
+                await conn.execute("UPDATE statement_entries SET reason = $2 WHERE id = $1", entry_id, why)
             continue
         pids = [int(p) for p in d.payment_ids]
         states = [await conn.fetchval("SELECT state FROM payments WHERE id = $1", p) for p in pids]
@@ -564,12 +598,14 @@ async def _post_bookings(
             )
         ],
     )
-    await conn.execute(
+    done = await conn.execute(
         "UPDATE payments SET state = 'booked', booked_at = now(), resolve_entry_id = $2, updated_at = now() "
-        "WHERE id = ANY($1::bigint[])",
+        "WHERE id = ANY($1::bigint[]) AND state IN ('sent', 'accepted')",
         payment_ids,
         ledger_entry,
     )
+    if done != f"UPDATE {len(set(payment_ids))}":  # callers lock and check first: this is the last line of defence
+        raise Conflict("a payment changed state while it was being booked; retry", code="payment_not_open")
     await conn.execute("UPDATE payable_lines SET state = 'paid' WHERE payment_id = ANY($1::bigint[])", payment_ids)
     return ledger_entry
 
@@ -645,8 +681,11 @@ async def _book_return(
 
 async def _book_top_up(
     conn: Any, acct: Any, entry_id: int, fund_id: int, amount: int, day: date, *, manual: bool = False
-) -> None:
-    """bank -> funding:<source>: the source of the fund with the most still to come (ties: by code)."""
+) -> bool:
+    """bank -> funding:<source>: the source of the fund with the most still to come (ties: by code).
+
+    False, with nothing written, when the fund has no grant (so no source) yet.
+    """
     src = await conn.fetchrow(
         "SELECT s.code, s.account_id, sum(g.amount) - coalesce((SELECT sum(t.amount) FROM top_ups t "
         "WHERE t.fund_id = $1 AND t.source = s.code), 0) AS outstanding FROM grants g JOIN funding_sources s "
@@ -655,7 +694,7 @@ async def _book_top_up(
         fund_id,
     )
     if src is None:
-        raise Conflict("the fund has no funding source to receive money for", code="fund_has_no_source")
+        return False
     ledger_entry = new_entry_id()
     await _post(
         conn,
@@ -692,6 +731,7 @@ async def _book_top_up(
         ledger_entry,
         manual,
     )
+    return True
 
 
 async def settle_runs(conn: Any, debtor_account_id: int) -> list[str]:
@@ -826,13 +866,16 @@ async def resolve(
 ) -> EntryOut:
     """A person settles an unmatched entry: match it to a payment or a top-up, or ignore it, saying why."""
     scope = await sponsor_scope(conn, actor, WRITE_ROLES)
-    e = await conn.fetchrow(
-        "SELECT * FROM statement_entries WHERE id = $1 AND ($2::bigint IS NULL OR sponsor_id = $2) FOR UPDATE",
+    account = await conn.fetchval(
+        "SELECT debtor_account_id FROM statement_entries WHERE id = $1 AND ($2::bigint IS NULL OR sponsor_id = $2)",
         entry_id,
         scope,
     )
-    if e is None:
+    if account is None:
         raise NotFound("no such statement entry", code="statement_entry_not_found")
+    # the same lock as an import of this account's statements: they never interleave
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('statement_import'), $1::int)", account)
+    e = await conn.fetchrow("SELECT * FROM statement_entries WHERE id = $1 FOR UPDATE", entry_id)
     if e["state"] != "unmatched":
         raise Conflict(f"the entry is already {e['state']}", code="statement_entry_not_unmatched")
     acct = await conn.fetchrow(
@@ -887,7 +930,11 @@ async def resolve(
         fund = await conn.fetchval("SELECT id FROM funds WHERE id = $1 AND sponsor_id = $2", fund_id, e["sponsor_id"])
         if fund is None:
             raise NotFound("no such fund", code="fund_not_found")
-        await _book_top_up(conn, acct, entry_id, fund, e["amount"], day, manual=True)
+        if not await _book_top_up(conn, acct, entry_id, fund, e["amount"], day, manual=True):
+            raise Conflict(
+                "the fund has no grant yet, so no funding source to receive money for; grant its budget first",
+                code="fund_has_no_source",
+            )
     elif action == "ignore":
         await conn.execute("UPDATE statement_entries SET state = 'ignored' WHERE id = $1", entry_id)
     else:

@@ -1,0 +1,208 @@
+"""Statement imports at the edges a review found: each test failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+import pytest
+
+from reconciliation.model import Entry, TxDetail
+from reconciliation.synth import build_camt053, build_camt054
+from settlement import db
+from settlement.errors import Conflict
+from settlement.statements import flows
+from tests.api.test_payouts_api import account_balance
+from tests.api.test_statements_api import DAY, GEMEENTE_IBAN, fund_reference, paid_run, statement, xml
+from tests.world import World, assert_ledgers_balanced, ledger_state
+
+
+async def bank_ledger(dsn: str, on: Any) -> int:
+    conn = await db.connect(dsn)
+    try:
+        b = await conn.fetchval("SELECT bank_account_id FROM debtor_accounts WHERE iban = $1", GEMEENTE_IBAN)
+        v: int = await flows.bank_balance(conn, b, on)
+        return v
+    finally:
+        await conn.close()
+
+
+def pay_entry(p: Any, i: int, ref: str, *, e2e: bool = True, day: Any = DAY) -> Entry:
+    return Entry(
+        index=i,
+        amount_cents=p.amount_cents,
+        credit_debit="DBIT",
+        booking_date=day,
+        value_date=day,
+        bank_reference=ref,
+        details=(TxDetail(end_to_end_id=p.end_to_end_id if e2e else None, amount_cents=p.amount_cents),),
+    )
+
+
+async def test_opening_balance_is_taken_when_a_notification_came_first(client: Any, world: World, db_dsn: str) -> None:
+    ref = await fund_reference(client, world)
+    top = Entry(
+        index=0,
+        amount_cents=1000_00,
+        credit_debit="CRDT",
+        booking_date=DAY,
+        value_date=DAY,
+        bank_reference="TOP-1",
+        details=(TxDetail(structured_reference=ref),),
+    )
+    note = msgspec.structs.replace(statement([top], sid="NTF-1"), kind="camt.054")
+    r = await client.post("/v1/statements", content=build_camt054(note), headers=xml(world))
+    assert r.status_code == 200, r.text
+    r = await client.post("/v1/statements", content=build_camt053(statement([top], sid="STMT-1")), headers=xml(world))
+    assert r.status_code == 200, r.text
+    (s,) = r.json()["statements"]
+    assert (s["entries_duplicate"], s["balance_difference"]) == (1, 0)
+    await assert_ledgers_balanced(db_dsn)
+
+
+async def test_money_for_a_fund_without_a_grant_waits_in_the_queue(client: Any, world: World, db_dsn: str) -> None:
+    r = await client.post(
+        "/v1/funds",
+        json={
+            "code": "NEW",
+            "name": "New fund",
+            "period_start": "2026-01-01",
+            "period_end": "2026-12-31",
+            "cap_per_voucher": 10000,
+        },
+        headers=world.h("gemeente_finance"),
+    )
+    assert r.status_code == 201, r.text
+    top = Entry(
+        index=0,
+        amount_cents=500_00,
+        credit_debit="CRDT",
+        booking_date=DAY,
+        value_date=DAY,
+        bank_reference="TOP-NEW",
+        details=(TxDetail(structured_reference=r.json()["top_up_reference"]),),
+    )
+    r = await client.post("/v1/statements", content=build_camt053(statement([top])), headers=xml(world))
+    assert r.status_code == 200, r.text
+    assert r.json()["statements"][0]["unmatched"] == 1
+    (q,) = (await client.get("/v1/statement-entries?state=unmatched", headers=world.h("gemeente_finance"))).json()
+    assert "no grant" in q["reason"]
+
+
+async def test_two_equal_charges_with_the_same_bank_reference_are_two_entries(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    fee = [
+        Entry(
+            index=i,
+            amount_cents=5_00,
+            credit_debit="DBIT",
+            booking_date=DAY,
+            value_date=DAY,
+            bank_reference="NOTPROVIDED",
+        )
+        for i in range(2)
+    ]
+    st = statement(fee)
+    assert len(set(st.fingerprints())) == 2
+    r = await client.post("/v1/statements", content=build_camt053(st), headers=xml(world))
+    assert r.status_code == 200, r.text
+    assert r.json()["statements"][0]["entries_new"] == 2
+    again = await client.post("/v1/statements", content=build_camt053(st), headers=xml(world))
+    assert again.json()["statements"][0]["duplicate"] is True
+
+
+async def test_payments_are_booked_on_their_own_day(client: Any, world: World, db_dsn: str) -> None:
+    _run, file = await paid_run(client, world)
+    pays = file.blocks[0].payments
+    day0 = statement([], sid="S0", day=DAY - timedelta(days=1))
+    r = await client.post("/v1/statements", content=build_camt053(day0), headers=xml(world))
+    assert r.status_code == 200 and r.json()["statements"][0]["balance_difference"] == 0
+    entries = [pay_entry(p, i, f"B-{i}") for i, p in enumerate(pays)]
+    # a notification made the next day, covering day D
+    note = msgspec.structs.replace(statement(entries, sid="N1", day=DAY + timedelta(days=1)), kind="camt.054")
+    r = await client.post("/v1/statements", content=build_camt054(note), headers=xml(world))
+    assert r.status_code == 200 and r.json()["payments_booked"] == len(pays)
+    r = await client.post("/v1/statements", content=build_camt053(statement(entries, sid="S1")), headers=xml(world))
+    assert r.json()["statements"][0]["balance_difference"] == 0
+
+
+async def test_an_older_day_statement_after_a_newer_one_is_refused(client: Any, world: World, db_dsn: str) -> None:
+    _run, file = await paid_run(client, world)
+    p0, p1 = file.blocks[0].payments[:2]
+    s1 = statement([pay_entry(p0, 0, "B-0")], sid="S1")
+    day2 = DAY + timedelta(days=1)
+    s2 = statement([pay_entry(p1, 0, "B-1", day=day2)], sid="S2", opening=s1.closing_balance_cents, day=day2)
+    r = await client.post("/v1/statements", content=build_camt053(s2), headers=xml(world))
+    assert r.status_code == 200, r.text
+    state = await ledger_state(db_dsn)
+    r = await client.post("/v1/statements", content=build_camt053(s1), headers=xml(world))
+    assert r.status_code == 409 and r.json()["code"] == "statement_out_of_order"
+    assert await ledger_state(db_dsn) == state
+    assert await bank_ledger(db_dsn, day2) == s2.closing_balance_cents
+
+
+async def test_a_manual_match_waits_for_an_import_and_never_books_twice(
+    client: Any, world: World, db_dsn: str, monkeypatch: Any
+) -> None:
+    _run, file = await paid_run(client, world)
+    p = file.blocks[0].payments[0]
+    # an entry the matcher cannot place (no EndToEndId) waits in the queue
+    s0 = statement([pay_entry(p, 0, "N-1", e2e=False)], sid="S0")
+    r = await client.post("/v1/statements", content=build_camt053(s0), headers=xml(world))
+    assert r.status_code == 200 and r.json()["statements"][0]["unmatched"] == 1
+    (q,) = (await client.get("/v1/statement-entries?state=unmatched", headers=world.h("gemeente_finance"))).json()
+    pays = (await client.get("/v1/payments", headers=world.h("gemeente_finance"))).json()
+    pid = next(x["id"] for x in pays if x["end_to_end_id"] == p.end_to_end_id)
+    in_transit_before = await account_balance(db_dsn, "in_transit:%", world.ids["gemeente"])
+
+    real = flows._post_bookings
+    planned, go = asyncio.Event(), asyncio.Event()
+
+    async def paused(*a: Any, **k: Any) -> Any:
+        if not planned.is_set():  # the import, after it planned to book the payment
+            planned.set()
+            await go.wait()
+        return await real(*a, **k)
+
+    monkeypatch.setattr(flows, "_post_bookings", paused)
+    data = build_camt053(statement([pay_entry(p, 0, "B-1")], sid="S1", opening=s0.closing_balance_cents))
+    a, b = await db.connect(db_dsn), await db.connect(db_dsn)
+    try:
+
+        async def importer() -> Any:
+            async with a.transaction():
+                return await flows.import_file(a, "ops", data, max_bytes=10_000_000)
+
+        async def person() -> Any:
+            async with b.transaction():
+                return await flows.resolve(
+                    b, "ops", q["id"], action="match_payment", reason="seen on the phone", payment_id=pid
+                )
+
+        task = asyncio.create_task(importer())
+        await asyncio.wait_for(planned.wait(), 30)
+        resolver = asyncio.create_task(person())
+        await asyncio.sleep(0.5)
+        assert not resolver.done()  # it waits for the import of the same account
+        go.set()
+        res = await asyncio.wait_for(task, 30)
+        with pytest.raises(Conflict):
+            await asyncio.wait_for(resolver, 30)
+    finally:
+        await a.close()
+        await b.close()
+    assert res.payments_booked == 1
+    conn = await db.connect(db_dsn)
+    try:
+        n = await conn.fetchval(
+            "SELECT count(*) FROM statement_entry_payments WHERE payment_id = $1 AND kind = 'booked'", pid
+        )
+    finally:
+        await conn.close()
+    assert n == 1
+    after = await account_balance(db_dsn, "in_transit:%", world.ids["gemeente"])
+    assert abs(in_transit_before - after) == p.amount_cents
+    await assert_ledgers_balanced(db_dsn)
