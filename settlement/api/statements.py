@@ -22,6 +22,10 @@ class ResolveIn(Api):
     action: Literal["match_payment", "match_top_up", "ignore"]
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, description="why: kept in the audit trail")]
     payment_id: int | None = None
+    payment_ids: Annotated[
+        list[int] | None,
+        msgspec.Meta(description="instead of payment_id: a line that covers several payments (they must add up)"),
+    ] = None
     fund_id: int | None = None
 
 
@@ -128,6 +132,7 @@ class StatementController(Controller):
                 action=data.action,
                 reason=data.reason,
                 payment_id=data.payment_id,
+                payment_ids=data.payment_ids,
                 fund_id=data.fund_id,
             ),
             status=200,

@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 
 from ledger.engine import apply_batch
-from ledger.model import MAX_BATCH_ENTRIES, EntrySpec, TransferSpec, new_entry_id
+from ledger.model import MAX_BATCH_ENTRIES, MAX_TRANSFERS_PER_ENTRY, EntrySpec, TransferSpec, new_entry_id
 from reconciliation.errors import ReconciliationError
 from reconciliation.match import (
     ExpectedBlock,
@@ -554,18 +554,28 @@ async def _book_later(
                 await conn.execute("UPDATE statement_entries SET reason = $2 WHERE id = $1", entry_id, why)
             continue
         pids = [int(p) for p in d.payment_ids]
-        states = [await conn.fetchval("SELECT state FROM payments WHERE id = $1", p) for p in pids]
-        if len(pids) != 1 or states != ["booked"]:
+        rows = await conn.fetch(
+            "SELECT id, state, amount FROM payments WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", pids
+        )
+        not_booked = [r for r in rows if r["state"] != "booked"]
+        if not pids or not_booked:
             why = (
-                "a return of several payments in one entry: resolve by hand"
-                if len(pids) != 1
-                else f"return of payment {pids[0]}, which is {states[0]}, not booked"
+                f"return of payment {not_booked[0]['id']}, which is {not_booked[0]['state']}, not booked"
+                if not_booked
+                else "a return naming no payment of ours: resolve by hand"
+            )
+            await conn.execute("UPDATE statement_entries SET reason = $2 WHERE id = $1", entry_id, why)
+            continue
+        if len(pids) > 1 and sum(r["amount"] for r in rows) != entry.amount_cents:
+            why = (
+                f"a return of {len(pids)} payments for {entry.amount_cents} cents, but they add up to "
+                f"{sum(r['amount'] for r in rows)}: resolve by hand"
             )
             await conn.execute("UPDATE statement_entries SET reason = $2 WHERE id = $1", entry_id, why)
             continue
         reason = d.return_reasons[0] if d.return_reasons else None
-        await _book_return(conn, actor, acct, entry_id, pids[0], entry.amount_cents, reason, day)
-        returns += 1
+        await _book_return(conn, actor, acct, entry_id, pids, entry.amount_cents, reason, day)
+        returns += len(pids)
     return returns, top_ups
 
 
@@ -615,61 +625,80 @@ async def _book_return(
     actor: Actor | str,
     acct: Any,
     entry_id: int,
-    payment_id: int,
+    payment_ids: list[int],
     amount: int,
     reason_code: str | None,
     day: date,
     *,
     manual: bool = False,
 ) -> None:
-    """bank -> payable: the money came back; the supplier's details are blocked until fixed."""
-    p = await conn.fetchrow("SELECT * FROM payments WHERE id = $1 FOR UPDATE", payment_id)
-    payable = await conn.fetchval(
-        "SELECT id FROM accounts WHERE ledger_id = $1 AND code = $2", acct["ledger_id"], chart.payable(p["supplier_id"])
-    )
+    """bank -> payable: the money came back; the suppliers' details are blocked until fixed.
+
+    One ledger entry with a transfer per payment. A single payment takes the
+    entry's amount (what really came back); several must add up to it (checked
+    by the callers).
+    """
+    if len(payment_ids) > MAX_TRANSFERS_PER_ENTRY:
+        raise Conflict(
+            f"a return of more than {MAX_TRANSFERS_PER_ENTRY} payments in one line: ignore it with a reason and "
+            "ask the bank for the details",
+            code="return_too_large",
+        )
+    pays = await conn.fetch("SELECT * FROM payments WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", payment_ids)
+    payable_ids = {
+        r["code"]: r["id"]
+        for r in await conn.fetch(
+            "SELECT id, code FROM accounts WHERE ledger_id = $1 AND code = ANY($2::text[])",
+            acct["ledger_id"],
+            [chart.payable(p["supplier_id"]) for p in pays],
+        )
+    }
     ledger_entry = new_entry_id()
+    what = pays[0]["end_to_end_id"] if len(pays) == 1 else f"{len(pays)} payments"
     await _post(
         conn,
         [
             EntrySpec(
                 id=ledger_entry,
                 ledger_id=acct["ledger_id"],
-                description=f"Payment {p['end_to_end_id']} returned by the bank ({reason_code or 'no reason given'})",
+                description=f"Payment {what} returned by the bank ({reason_code or 'no reason given'})",
                 value_date=day,
-                refs={"payment": p["end_to_end_id"], "statement_entry": str(entry_id)},
-                transfers=(
+                refs={"payment": pays[0]["end_to_end_id"], "statement_entry": str(entry_id)},
+                transfers=tuple(
                     TransferSpec(
                         debit_account_id=acct["bank_account_id"],
-                        credit_account_id=payable,
-                        amount=amount,
+                        credit_account_id=payable_ids[chart.payable(p["supplier_id"])],
+                        amount=amount if len(pays) == 1 else p["amount"],
                         code="payment_returned",
-                    ),
+                    )
+                    for p in pays
                 ),
             )
         ],
     )
-    blocked = await suppliers.block(
-        conn,
-        actor,
-        p["supplier_id"],
-        f"payment {p['end_to_end_id']} returned by the bank: {reason_code or 'no reason given'}",
-        details_id=p["bank_details_id"],
-    )
-    await conn.execute(
-        "UPDATE payments SET state = 'returned', reason_code = $2, updated_at = now() WHERE id = $1",
-        payment_id,
-        reason_code,
-    )
-    await conn.execute(
-        "UPDATE payable_lines SET state = $2, payment_id = NULL WHERE payment_id = $1",
-        payment_id,
-        "returned" if blocked else "open",
-    )
-    await conn.execute(
-        "INSERT INTO statement_entry_payments (statement_entry_id, payment_id, kind) VALUES ($1, $2, 'returned')",
-        entry_id,
-        payment_id,
-    )
+    for p in pays:
+        blocked = await suppliers.block(
+            conn,
+            actor,
+            p["supplier_id"],
+            f"payment {p['end_to_end_id']} returned by the bank: {reason_code or 'no reason given'}",
+            details_id=p["bank_details_id"],
+        )
+        await conn.execute(
+            "UPDATE payments SET state = 'returned', reason_code = $2, updated_at = now() WHERE id = $1",
+            p["id"],
+            reason_code,
+        )
+        await conn.execute(
+            "UPDATE payable_lines SET state = $2, payment_id = NULL WHERE payment_id = $1",
+            p["id"],
+            "returned" if blocked else "open",
+        )
+        await conn.execute(
+            "INSERT INTO statement_entry_payments (statement_entry_id, payment_id, kind) VALUES ($1, $2, 'returned')",
+            entry_id,
+            p["id"],
+        )
     await conn.execute(
         "UPDATE statement_entries SET state = 'matched', match_kind = 'return', ledger_entry_id = $2, manual = $3, "
         "reason = NULL, suggestions = '[]' WHERE id = $1",
@@ -862,6 +891,7 @@ async def resolve(
     action: str,
     reason: str,
     payment_id: int | None = None,
+    payment_ids: Sequence[int] | None = None,
     fund_id: int | None = None,
 ) -> EntryOut:
     """A person settles an unmatched entry: match it to a payment or a top-up, or ignore it, saying why."""
@@ -889,41 +919,62 @@ async def resolve(
         or await conn.fetchval("SELECT statement_date FROM statements WHERE id = $1", e["statement_id"])
     )
     if action == "match_payment":
-        p = await conn.fetchrow(
-            "SELECT p.* FROM payments p JOIN payout_runs r ON r.id = p.run_id WHERE p.id = $1 "
-            "AND r.debtor_account_id = $2 FOR UPDATE OF p",
-            payment_id,
+        ids = sorted(set(payment_ids or ([] if payment_id is None else [payment_id])))
+        if not ids or (payment_id is not None and payment_ids):
+            raise ValidationFailed(
+                "name the payment: payment_id, or payment_ids for a line that covers several",
+                code="payment_required",
+                errors=[{"field": "payment_ids", "message": "give payment_id or payment_ids, not both"}],
+            )
+        if len(ids) > MAX_TRANSFERS_PER_ENTRY:
+            raise ValidationFailed(
+                f"at most {MAX_TRANSFERS_PER_ENTRY} payments per line",
+                code="too_many_payments",
+                errors=[{"field": "payment_ids", "message": f"at most {MAX_TRANSFERS_PER_ENTRY}"}],
+            )
+        pays = await conn.fetch(
+            "SELECT p.* FROM payments p JOIN payout_runs r ON r.id = p.run_id WHERE p.id = ANY($1::bigint[]) "
+            "AND r.debtor_account_id = $2 ORDER BY p.id FOR UPDATE OF p",
+            ids,
             e["debtor_account_id"],
         )
-        if p is None:
+        if len(pays) != len(ids):
             raise NotFound("no such payment from this bank account", code="payment_not_found")
-        if p["amount"] != e["amount"]:
+        total = sum(p["amount"] for p in pays)
+        if total != e["amount"]:
+            what = "the payment" if len(pays) == 1 else f"the {len(pays)} payments together"
             raise Conflict(
-                f"the entry is {e['amount']} cents and the payment {p['amount']}; ignore the entry with a reason "
-                "instead, or match the right payment",
+                f"the entry is {e['amount']} cents and {what} {total}; ignore the entry with a reason "
+                "instead, or match the right payments",
                 code="amount_differs",
             )
         if e["credit_debit"] == "DBIT":
-            if p["state"] not in ("sent", "accepted"):
-                raise Conflict(f"the payment is {p['state']}; it cannot be booked", code="payment_not_open")
-            ledger_entry = await _post_bookings(conn, acct, e["statement_id"], [(entry_id, [p["id"]])], day)
+            wrong = [p for p in pays if p["state"] not in ("sent", "accepted")]
+            if wrong:
+                raise Conflict(
+                    f"payment {wrong[0]['end_to_end_id']} is {wrong[0]['state']}; it cannot be booked",
+                    code="payment_not_open",
+                )
+            ledger_entry = await _post_bookings(conn, acct, e["statement_id"], [(entry_id, ids)], day)
             await conn.execute(
-                "UPDATE statement_entries SET state = 'matched', match_kind = 'payment', ledger_entry_id = $2, "
+                "UPDATE statement_entries SET state = 'matched', match_kind = $3, ledger_entry_id = $2, "
                 "manual = true, suggestions = '[]' WHERE id = $1",
                 entry_id,
                 ledger_entry,
+                "payment" if len(ids) == 1 else "batch",
             )
-            await conn.execute(
+            await conn.executemany(
                 "INSERT INTO statement_entry_payments (statement_entry_id, payment_id, kind) VALUES ($1, $2, 'booked')",
-                entry_id,
-                p["id"],
+                [(entry_id, pid) for pid in ids],
             )
         else:
-            if p["state"] != "booked":
+            wrong = [p for p in pays if p["state"] != "booked"]
+            if wrong:
                 raise Conflict(
-                    f"the payment is {p['state']}; only a booked payment can come back", code="payment_not_booked"
+                    f"payment {wrong[0]['end_to_end_id']} is {wrong[0]['state']}; only a booked payment can come back",
+                    code="payment_not_booked",
                 )
-            await _book_return(conn, actor, acct, entry_id, p["id"], e["amount"], e["return_reason"], day, manual=True)
+            await _book_return(conn, actor, acct, entry_id, ids, e["amount"], e["return_reason"], day, manual=True)
     elif action == "match_top_up":
         if e["credit_debit"] != "CRDT":
             raise Conflict("a top-up is money received: this entry is a debit", code="entry_not_credit")

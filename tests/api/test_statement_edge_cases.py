@@ -206,3 +206,79 @@ async def test_a_manual_match_waits_for_an_import_and_never_books_twice(
     after = await account_balance(db_dsn, "in_transit:%", world.ids["gemeente"])
     assert abs(in_transit_before - after) == p.amount_cents
     await assert_ledgers_balanced(db_dsn)
+
+
+async def test_a_line_covering_several_payments_books_and_returns_them_together(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """A debit line without references matched by hand to two payments; later one credit returns both."""
+    _run, file = await paid_run(client, world)
+    p0, p1 = file.blocks[0].payments[:2]
+    both = p0.amount_cents + p1.amount_cents
+    out = Entry(index=0, amount_cents=both, credit_debit="DBIT", booking_date=DAY, value_date=DAY, bank_reference="X-1")
+    r = await client.post("/v1/statements", content=build_camt053(statement([out], sid="S1")), headers=xml(world))
+    assert r.status_code == 200 and r.json()["statements"][0]["unmatched"] == 1
+    (q,) = (await client.get("/v1/statement-entries?state=unmatched", headers=world.h("gemeente_finance"))).json()
+    pays = {
+        x["end_to_end_id"]: x["id"]
+        for x in (await client.get("/v1/payments", headers=world.h("gemeente_finance"))).json()
+    }
+    ids = [pays[p0.end_to_end_id], pays[p1.end_to_end_id]]
+    path = f"/v1/statement-entries/{q['id']}/resolve"
+    state = await ledger_state(db_dsn)
+    # one of them alone does not add up; both at once with payment_id is unclear
+    bad = await client.post(
+        path,
+        json={"action": "match_payment", "reason": "x", "payment_ids": ids[:1]},
+        headers=world.h("gemeente_finance"),
+    )
+    assert bad.status_code == 409 and bad.json()["code"] == "amount_differs"
+    bad = await client.post(
+        path,
+        json={"action": "match_payment", "reason": "x", "payment_id": ids[0], "payment_ids": ids},
+        headers=world.h("gemeente_finance"),
+    )
+    assert bad.status_code == 422
+    assert await ledger_state(db_dsn) == state
+    ok = await client.post(
+        path,
+        json={"action": "match_payment", "reason": "bank listed both by phone", "payment_ids": ids},
+        headers=world.h("gemeente_approver"),
+    )
+    assert ok.status_code == 200, ok.text
+    in_transit_after_booking = await account_balance(db_dsn, "in_transit:%", world.ids["gemeente"])
+
+    # the bank returns both in one credit line that names both EndToEndIds
+    back = Entry(
+        index=0,
+        amount_cents=both,
+        credit_debit="CRDT",
+        booking_date=DAY + timedelta(days=2),
+        value_date=DAY + timedelta(days=2),
+        bank_reference="RET-2",
+        details=tuple(
+            TxDetail(
+                end_to_end_id=p.end_to_end_id,
+                amount_cents=p.amount_cents,
+                return_reason="AC04",
+                original_end_to_end_id=p.end_to_end_id,
+            )
+            for p in (p0, p1)
+        ),
+    )
+    s2 = statement(
+        [back], sid="S2", opening=statement([out], sid="S1").closing_balance_cents, day=DAY + timedelta(days=2)
+    )
+    r = await client.post("/v1/statements", content=build_camt053(s2), headers=xml(world))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["payments_returned"] == 2 and body["statements"][0]["unmatched"] == 0
+    assert body["statements"][0]["balance_difference"] == 0
+    assert await account_balance(db_dsn, "in_transit:%", world.ids["gemeente"]) == in_transit_after_booking
+    conn = await db.connect(db_dsn)
+    try:
+        states = await conn.fetch("SELECT state FROM payments WHERE id = ANY($1::bigint[])", ids)
+    finally:
+        await conn.close()
+    assert [s["state"] for s in states] == ["returned", "returned"]
+    await assert_ledgers_balanced(db_dsn)
