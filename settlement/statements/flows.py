@@ -438,11 +438,15 @@ async def _decide(conn: Any, acct: Any, entries: Sequence[Any]) -> list[Any]:
     """Build what the books expect for this account and let the pure matcher decide."""
     if not entries:
         return []
+    # Open payments, and the booked ones this statement names (a return names
+    # the payment it returns): not every payment the account ever booked.
+    named = sorted({i for e in entries for d in e.details for i in (d.end_to_end_id, d.original_end_to_end_id) if i})
     pays = await conn.fetch(
         "SELECT p.id, p.end_to_end_id, p.amount, p.creditor_iban, p.pmt_inf_id, p.state, r.execution_date "
         "FROM payments p JOIN payout_runs r ON r.id = p.run_id WHERE r.debtor_account_id = $1 "
-        "AND p.state IN ('sent', 'accepted', 'booked')",
+        "AND (p.state IN ('sent', 'accepted') OR (p.state = 'booked' AND p.end_to_end_id = ANY($2::text[])))",
         acct["id"],
+        named,
     )
     expected = {
         p["end_to_end_id"]: ExpectedPayment(
