@@ -131,18 +131,22 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         reference in one statement (``NOTPROVIDED`` on two equal charges)
         gets a numbered key, like an entry without one.
         """
-        ref = self.bank_reference or ""
-        parts = [
-            "v1",
-            account_iban,
-            "" if self.booking_date is None else self.booking_date.isoformat(),
-            "" if self.value_date is None else self.value_date.isoformat(),
-            str(self.signed_cents),
-            ref,
-            next(iter(self.end_to_end_ids), ""),
-            "" if ref and occurrence == 0 else str(occurrence),
-        ]
-        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+        base = self._fingerprint_base(account_iban)
+        tail = "" if self.bank_reference and occurrence == 0 else str(occurrence)
+        return hashlib.sha256(f"{base}\x1f{tail}".encode()).hexdigest()
+
+    def _fingerprint_base(self, account_iban: str) -> str:
+        return "\x1f".join(
+            (
+                "v1",
+                account_iban,
+                "" if self.booking_date is None else self.booking_date.isoformat(),
+                "" if self.value_date is None else self.value_date.isoformat(),
+                str(self.signed_cents),
+                self.bank_reference or "",
+                next(iter(self.end_to_end_ids), ""),
+            )
+        )
 
 
 class Statement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -183,7 +187,7 @@ class Statement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         seen: dict[str, int] = {}
         out = []
         for e in self.entries:
-            key = e.fingerprint(self.account_iban, occurrence=-1)
+            key = e._fingerprint_base(self.account_iban)
             if e.bank_reference and key not in seen:
                 seen[key] = 1
                 out.append(e.fingerprint(self.account_iban))
