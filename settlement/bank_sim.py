@@ -106,7 +106,8 @@ async def simulate_bank(
         raise Conflict(f"run {run['code']} is {run['state']}: only an exported run has files", code="run_not_exported")
     rows = await conn.fetch("SELECT msg_id, content FROM payout_files WHERE run_id = $1 ORDER BY seq", run_id)
     files = [read_pain001(bytes(r["content"])) for r in rows]
-    known = {p.end_to_end_id for f in files for b in f.blocks for p in b.payments}
+    ids_of = [{p.end_to_end_id for b in f.blocks for p in b.payments} for f in files]
+    known = set().union(*ids_of)
     rejected = set(reject)
     unknown = sorted(rejected - known)
     # payments a status report already rejected were never executed: not on the statement
@@ -120,8 +121,8 @@ async def simulate_bank(
     now = datetime.now(UTC)
 
     reports = []
-    for f in files:
-        mine = [Rejection(end_to_end_id=e, reason_code=reason) for e in sorted(rejected) if e in _ids(f)]
+    for f, ids in zip(files, ids_of, strict=True):
+        mine = [Rejection(end_to_end_id=e, reason_code=reason) for e in sorted(rejected & ids)]
         data = build_pain002(f, msg_id=f"SIM-{f.msg_id}"[:35], created_at=now, rejections=mine)
         reports.append((f"{f.msg_id}.pain002.xml", data))
 
@@ -150,7 +151,3 @@ async def simulate_bank(
     )
     camt = (f"{run['code']}.camt053.xml", build_camt053(statement))
     return SimulatedFiles(run["code"], reports, camt, sorted(rejected), -sum(e.signed_cents for e in entries))
-
-
-def _ids(f: CreditTransferFile) -> set[str]:
-    return {p.end_to_end_id for b in f.blocks for p in b.payments}

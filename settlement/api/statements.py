@@ -108,7 +108,8 @@ class StatementController(Controller):
         summary="Resolve an unmatched entry: match it to a payment or a fund top-up, or ignore it",
         description="`reason` is required and kept with who and when in the audit trail. A debit matched to a "
         "payment books it; a credit matched to a booked payment is a return; a credit matched to a fund is a "
-        "top-up.",
+        "top-up. A line that covers several payments is matched with `payment_ids`; their amounts must add up "
+        "to the line's (409 `amount_differs`, nothing booked).",
         status_code=200,
     )
     async def resolve(

@@ -178,7 +178,7 @@ async def import_file(conn: Any, actor: Actor | str, data: bytes, *, max_bytes: 
     settled: list[str] = []
     for i, (st, acct) in enumerate(zip(statements, accounts, strict=True)):
         # one importer per bank account at a time: matching reads what booking writes
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('statement_import'), $1::int)", acct["id"])
+        await _lock_account(conn, acct["id"])
         st_sha = hashlib.sha256(f"{file_sha}:{i}:{st.statement_id}".encode()).hexdigest()
         seen = await conn.fetchval(
             "SELECT id FROM statements WHERE debtor_account_id = $1 AND sha256 = $2", acct["id"], st_sha
@@ -199,6 +199,11 @@ async def import_file(conn: Any, actor: Actor | str, data: bytes, *, max_bytes: 
         top_ups=totals["top_ups"],
         runs_settled=settled,
     )
+
+
+async def _lock_account(conn: Any, debtor_account_id: int) -> None:
+    """Until commit: one importer or resolver per bank account (matching reads what booking writes)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('statement_import'), $1::int)", debtor_account_id)
 
 
 _ENTRY_COLUMNS = (
@@ -558,9 +563,7 @@ async def _book_later(
                 await conn.execute("UPDATE statement_entries SET reason = $2 WHERE id = $1", entry_id, why)
             continue
         pids = [int(p) for p in d.payment_ids]
-        rows = await conn.fetch(
-            "SELECT id, state, amount FROM payments WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", pids
-        )
+        rows = await conn.fetch("SELECT * FROM payments WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", pids)
         not_booked = [r for r in rows if r["state"] != "booked"]
         if not pids or not_booked:
             why = (
@@ -568,6 +571,10 @@ async def _book_later(
                 if not_booked
                 else "a return naming no payment of ours: resolve by hand"
             )
+            await conn.execute("UPDATE statement_entries SET reason = $2 WHERE id = $1", entry_id, why)
+            continue
+        if len(pids) > MAX_TRANSFERS_PER_ENTRY:
+            why = f"a return of {len(pids)} payments in one line, more than one posting holds: resolve by hand"
             await conn.execute("UPDATE statement_entries SET reason = $2 WHERE id = $1", entry_id, why)
             continue
         if len(pids) > 1 and sum(r["amount"] for r in rows) != entry.amount_cents:
@@ -578,7 +585,7 @@ async def _book_later(
             await conn.execute("UPDATE statement_entries SET reason = $2 WHERE id = $1", entry_id, why)
             continue
         reason = d.return_reasons[0] if d.return_reasons else None
-        await _book_return(conn, actor, acct, entry_id, pids, entry.amount_cents, reason, day)
+        await _book_return(conn, actor, acct, entry_id, rows, entry.amount_cents, reason, day)
         returns += len(pids)
     return returns, top_ups
 
@@ -629,7 +636,7 @@ async def _book_return(
     actor: Actor | str,
     acct: Any,
     entry_id: int,
-    payment_ids: list[int],
+    pays: Sequence[Any],
     amount: int,
     reason_code: str | None,
     day: date,
@@ -638,17 +645,11 @@ async def _book_return(
 ) -> None:
     """bank -> payable: the money came back; the suppliers' details are blocked until fixed.
 
-    One ledger entry with a transfer per payment. A single payment takes the
-    entry's amount (what really came back); several must add up to it (checked
-    by the callers).
+    ``pays`` are the payments' rows, locked and checked (booked, at most
+    ``MAX_TRANSFERS_PER_ENTRY``) by the callers. One ledger entry with a
+    transfer per payment. A single payment takes the entry's amount (what
+    really came back); several must add up to it (checked by the callers).
     """
-    if len(payment_ids) > MAX_TRANSFERS_PER_ENTRY:
-        raise Conflict(
-            f"a return of more than {MAX_TRANSFERS_PER_ENTRY} payments in one line: ignore it with a reason and "
-            "ask the bank for the details",
-            code="return_too_large",
-        )
-    pays = await conn.fetch("SELECT * FROM payments WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", payment_ids)
     payable_ids = {
         r["code"]: r["id"]
         for r in await conn.fetch(
@@ -907,8 +908,7 @@ async def resolve(
     )
     if account is None:
         raise NotFound("no such statement entry", code="statement_entry_not_found")
-    # the same lock as an import of this account's statements: they never interleave
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('statement_import'), $1::int)", account)
+    await _lock_account(conn, account)  # an import of this account and a person's match never interleave
     e = await conn.fetchrow("SELECT * FROM statement_entries WHERE id = $1 FOR UPDATE", entry_id)
     if e["state"] != "unmatched":
         raise Conflict(f"the entry is already {e['state']}", code="statement_entry_not_unmatched")
@@ -978,7 +978,7 @@ async def resolve(
                     f"payment {wrong[0]['end_to_end_id']} is {wrong[0]['state']}; only a booked payment can come back",
                     code="payment_not_booked",
                 )
-            await _book_return(conn, actor, acct, entry_id, ids, e["amount"], e["return_reason"], day, manual=True)
+            await _book_return(conn, actor, acct, entry_id, pays, e["amount"], e["return_reason"], day, manual=True)
     elif action == "match_top_up":
         if e["credit_debit"] != "CRDT":
             raise Conflict("a top-up is money received: this entry is a debit", code="entry_not_credit")
