@@ -59,6 +59,10 @@ async def test_simulated_bank_files_reject_one_payment_and_book_the_rest(
     assert await account_balance(db_dsn, "in_transit:%", world.ids["gemeente"]) == 0
     await assert_ledgers_balanced(db_dsn)
 
+    # an EndToEndId that is not in the run is refused, and nothing is written
+    r, files = simulate(db_dsn, run["id"], tmp_path / "bad", "--reject", "P0000000000-999999")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "P0000000000-999999" in r.stderr
+    assert files == {}
     # an unknown run is one clear line, no files
     r, files = simulate(db_dsn, 999_999, tmp_path / "none")
     assert r.returncode != 0 and "Traceback" not in r.stderr and "no payout run 999999" in r.stderr
