@@ -35,7 +35,7 @@ async def wait_until_blocked(observer: Any, pid: int, query_start: str) -> None:
     raise AssertionError(f"the batch never blocked at {query_start!r}")
 
 
-@pytest.mark.parametrize("where", ["accounts", "copy"])
+@pytest.mark.parametrize("where", ["accounts", "copy", "one_statement"])
 async def test_killed_mid_batch_leaves_nothing_and_retry_applies_once(db_dsn: str, where: str) -> None:
     main = await db.connect(db_dsn)
     lid, a = await setup_ledger(main)
@@ -45,15 +45,16 @@ async def test_killed_mid_batch_leaves_nothing_and_retry_applies_once(db_dsn: st
     # each entry gives a voucher 2 cents and reserves 1 of them: two transfers and a hold
     batch = [
         entry(lid, posted(a["fund"], a["voucher"], 2), pending(a["voucher"], a["payable"], 1, timeout_s=3600))
-        for _ in range(N)
+        for _ in range(N if where != "one_statement" else 10)  # 20 transfers: the one-statement write
     ]
 
+    n = len(batch)
     blocker = await db.connect(db_dsn)
     blocking = blocker.transaction()
     await blocking.start()
     if where == "accounts":
         await blocker.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", a["voucher"])
-        query_start = "SELECT id, ledger_id, debits_must_not_exceed_credits"
+        query_start = "SELECT * FROM ledger_prepare_batch"
     else:
         await blocker.execute(
             "INSERT INTO journal_entries (id, ledger_id, seq, description, value_date, created_at, content_hash, "
@@ -61,7 +62,7 @@ async def test_killed_mid_batch_leaves_nothing_and_retry_applies_once(db_dsn: st
             batch[-1].id,
             other,
         )
-        query_start = "COPY"
+        query_start = "COPY" if where == "copy" else "WITH"
 
     victim = await db.connect(db_dsn)
     pid = victim.get_server_pid()
@@ -93,18 +94,18 @@ async def test_killed_mid_batch_leaves_nothing_and_retry_applies_once(db_dsn: st
     try:
         first = await apply(retry, *batch)
         assert {r.result for r in first} == {"ok"}
-        assert [r.seq for r in first] == list(range(2, N + 2))
+        assert [r.seq for r in first] == list(range(2, n + 2))
         again = await apply(retry, *batch)
         assert {r.result for r in again} == {"exists"}
         assert [r.seq for r in again] == [r.seq for r in first]
     finally:
         await retry.close()
-    assert await counts(main, lid) == (N + 1, 2 * N + 1)
-    assert await bal(main, a["fund"]) == (2 * N, 10**9, 0, 0)
-    assert await bal(main, a["voucher"]) == (0, 2 * N, N, 0)
-    assert await bal(main, a["payable"]) == (0, 0, 0, N)
-    assert await main.fetchval("SELECT count(*) FROM holds WHERE ledger_id = $1 AND state = 'pending'", lid) == N
+    assert await counts(main, lid) == (n + 1, 2 * n + 1)
+    assert await bal(main, a["fund"]) == (2 * n, 10**9, 0, 0)
+    assert await bal(main, a["voucher"]) == (0, 2 * n, n, 0)
+    assert await bal(main, a["payable"]) == (0, 0, 0, n)
+    assert await main.fetchval("SELECT count(*) FROM holds WHERE ledger_id = $1 AND state = 'pending'", lid) == n
     await assert_balanced(main, lid)
     report = await verify_ledger(main, lid)
-    assert (report.ok, report.entries) == (True, N + 1)
+    assert (report.ok, report.entries) == (True, n + 1)
     await main.close()
