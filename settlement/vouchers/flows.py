@@ -604,24 +604,35 @@ async def reserve(conn: Any, actor: Actor, voucher_code: str, amount: int, descr
             )
         )
         part_rows.append((rid, s["position"], transfer_id(eid, 0), part))
-    results = await apply_batch(conn, entries)
-    if not all(r.accepted for r in results):
-        _raise_for(results)
-    created = results[0].created_at
-    assert created is not None
-    expires_at = created + timedelta(seconds=timeout_s)
-    await conn.execute(
+    # Our own rows first and the ledger last: from its first lock on, the
+    # sponsor's ledger (and the supplier's payable account) wait for this
+    # transaction to commit, so nothing else may happen after it. A refusal
+    # rolls all of it back. The reservation's clock is the transaction's start,
+    # so it never shows a later expiry than the ledger's hold.
+    stamp = await conn.fetchrow(
         "INSERT INTO reservations (id, voucher_id, supplier_id, amount, description, expires_at, created_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), now()) RETURNING created_at, expires_at",
         rid,
         row["id"],
         actor.organisation_id,
         amount,
         description,
-        expires_at,
-        created,
+        timeout_s,
     )
+    created, expires_at = stamp["created_at"], stamp["expires_at"]
     await conn.executemany("INSERT INTO reservation_parts VALUES ($1, $2, $3, $4)", part_rows)
+    await audit.record(
+        conn,
+        actor,
+        "reservation.held",
+        "reservation",
+        rid,
+        sponsor_id=row["sponsor_id"],
+        after={"voucher": str(row["id"]), "amount": amount},
+    )
+    results = await apply_batch(conn, entries)
+    if not all(r.accepted for r in results):
+        _raise_for(results)
     res = Reservation(
         id=rid,
         voucher_code=row["code"],
@@ -632,15 +643,6 @@ async def reserve(conn: Any, actor: Actor, voucher_code: str, amount: int, descr
         state="held",
         expires_at=expires_at,
         created_at=created,
-    )
-    await audit.record(
-        conn,
-        actor,
-        "reservation.held",
-        "reservation",
-        rid,
-        sponsor_id=row["sponsor_id"],
-        after={"voucher": str(row["id"]), "amount": amount},
     )
     return res
 
@@ -726,12 +728,8 @@ async def redeem_reservation(
         )
         for p, amt in zip(parts, posts, strict=True)
     ]
-    results = await apply_batch(conn, entries)
-    if not all(r.accepted for r in results):
-        _raise_for(results)
-    now = results[0].created_at
-    assert now is not None
-    await _record_redemption(
+    # our own rows first, the ledger last (see reserve)
+    created = await _record_redemption(
         conn,
         actor,
         redemption_id,
@@ -742,7 +740,6 @@ async def redeem_reservation(
         reference,
         description or row["description"],
         rid,
-        now,
         [
             (p["sponsor_id"], p["fund_id"], p["cancellation_window_days"], amt)
             for p, amt in zip(parts, posts, strict=True)
@@ -751,10 +748,42 @@ async def redeem_reservation(
     await conn.execute(
         "UPDATE reservations SET state = 'redeemed', closed_at = $2, redemption_id = $3 WHERE id = $1",
         rid,
-        now,
+        created,
         redemption_id,
     )
-    return await get_redemption(conn, actor, redemption_id)
+    results = await apply_batch(conn, entries)
+    if not all(r.accepted for r in results):
+        _raise_for(results)
+    return _new_redemption(
+        actor, redemption_id, row["voucher_code"], amount, reference, description or row["description"], created, rid
+    )
+
+
+def _new_redemption(
+    actor: Actor,
+    redemption_id: uuid.UUID,
+    voucher_code: str,
+    amount: int,
+    reference: str,
+    description: str,
+    created: datetime,
+    reservation_id: uuid.UUID | None,
+) -> Redemption:
+    """What get_redemption answers for a redemption just written: nothing refunded, nothing paid yet."""
+    return Redemption(
+        id=redemption_id,
+        voucher_code=voucher_code,
+        supplier_id=actor.organisation_id,
+        amount=amount,
+        refunded=0,
+        currency="EUR",
+        reference=reference,
+        description=description,
+        created_at=created,
+        reservation_id=reservation_id,
+        status="open",
+        payments=[],
+    )
 
 
 async def _record_redemption(
@@ -768,12 +797,12 @@ async def _record_redemption(
     reference: str,
     description: str,
     reservation_id: uuid.UUID | None,
-    now: datetime,
     lines: list[tuple[int, int, int, int]],
-) -> None:
-    await conn.execute(
+) -> datetime:
+    """The redemption, its payable lines and its audit line; returns its time (the transaction's start)."""
+    now: datetime = await conn.fetchval(
         "INSERT INTO redemptions (id, voucher_id, supplier_id, reservation_id, amount, reference, description, "
-        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now()) RETURNING created_at",
         redemption_id,
         voucher_id,
         actor.organisation_id,
@@ -781,7 +810,6 @@ async def _record_redemption(
         amount,
         reference,
         description,
-        now,
     )
     await conn.executemany(
         "INSERT INTO payable_lines (sponsor_id, supplier_id, fund_id, redemption_id, amount, payable_from, created_at) "
@@ -801,6 +829,7 @@ async def _record_redemption(
         sponsor_id=sponsor_id,
         after={"voucher": voucher_code, "amount": amount, "reference": reference},
     )
+    return now
 
 
 async def cancel_reservation(conn: Any, actor: Actor, rid: uuid.UUID) -> Reservation:
@@ -869,12 +898,8 @@ async def redeem_direct(
         for s, part in zip(shares, parts, strict=True)
         if part > 0
     ]
-    results = await apply_batch(conn, entries)
-    if not all(r.accepted for r in results):
-        _raise_for(results)
-    now = results[0].created_at
-    assert now is not None
-    await _record_redemption(
+    # our own rows first, the ledger last (see reserve)
+    created = await _record_redemption(
         conn,
         actor,
         redemption_id,
@@ -885,13 +910,15 @@ async def redeem_direct(
         reference,
         description,
         None,
-        now,
         [
             (s["sponsor_id"], s["fund_id"], s["cancellation_window_days"], part)
             for s, part in zip(shares, parts, strict=True)
         ],
     )
-    return await get_redemption(conn, actor, redemption_id)
+    results = await apply_batch(conn, entries)
+    if not all(r.accepted for r in results):
+        _raise_for(results)
+    return _new_redemption(actor, redemption_id, row["code"], amount, reference, description, created, None)
 
 
 class Refund(msgspec.Struct, frozen=True, kw_only=True):
