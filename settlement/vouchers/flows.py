@@ -770,19 +770,20 @@ def _new_redemption(
     reservation_id: uuid.UUID | None,
 ) -> Redemption:
     """What get_redemption answers for a redemption just written: nothing refunded, nothing paid yet."""
-    return Redemption(
-        id=redemption_id,
-        voucher_code=voucher_code,
-        supplier_id=actor.organisation_id,
-        amount=amount,
-        refunded=0,
-        currency="EUR",
-        reference=reference,
-        description=description,
-        created_at=created,
-        reservation_id=reservation_id,
-        status="open",
-        payments=[],
+    return _redemption_out(
+        {
+            "id": redemption_id,
+            "voucher_code": voucher_code,
+            "supplier_id": actor.organisation_id,
+            "amount": amount,
+            "refunded": 0,
+            "reference": reference,
+            "description": description,
+            "created_at": created,
+            "reservation_id": reservation_id,
+            "states": [],
+            "payments": [],
+        }
     )
 
 
