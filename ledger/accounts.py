@@ -43,29 +43,40 @@ async def ensure_accounts(conn: Any, specs: Sequence[AccountSpec]) -> list[Accou
     """
     if not specs:
         return []
-    await conn.execute(
-        "INSERT INTO accounts (ledger_id, code, name, debits_must_not_exceed_credits, "
-        "credits_must_not_exceed_debits) "
-        "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::bool[]) "
-        "ON CONFLICT (ledger_id, code) DO NOTHING",
-        [s.ledger_id for s in specs],
-        [s.code for s in specs],
-        [s.name for s in specs],
-        [s.debits_must_not_exceed_credits for s in specs],
-        [s.credits_must_not_exceed_debits for s in specs],
-    )
-    rows = await conn.fetch(
-        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a "
-        "JOIN unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS k(ledger_id, code, ord) "
-        "USING (ledger_id, code) ORDER BY k.ord",
-        [s.ledger_id for s in specs],
-        [s.code for s in specs],
-    )
+    # Read first: on the hot paths (a reservation ensures the supplier's
+    # payable) the accounts exist, and the read is one cheap round trip where
+    # INSERT ... ON CONFLICT costs a speculative insertion per row.
+    rows = await _by_codes(conn, specs)
+    if len(rows) < len(specs):
+        await conn.execute(
+            "INSERT INTO accounts (ledger_id, code, name, debits_must_not_exceed_credits, "
+            "credits_must_not_exceed_debits) "
+            "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::bool[]) "
+            "ON CONFLICT (ledger_id, code) DO NOTHING",
+            [s.ledger_id for s in specs],
+            [s.code for s in specs],
+            [s.name for s in specs],
+            [s.debits_must_not_exceed_credits for s in specs],
+            [s.credits_must_not_exceed_debits for s in specs],
+        )
+        rows = await _by_codes(conn, specs)
     out = [_account(r) for r in rows]
     for spec, acct in zip(specs, out, strict=True):
         assert acct.debits_must_not_exceed_credits == spec.debits_must_not_exceed_credits, spec.code
         assert acct.credits_must_not_exceed_debits == spec.credits_must_not_exceed_debits, spec.code
     return out
+
+
+async def _by_codes(conn: Any, specs: Sequence[AccountSpec]) -> list[Any]:
+    return list(
+        await conn.fetch(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a "
+            "JOIN unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS k(ledger_id, code, ord) "
+            "USING (ledger_id, code) ORDER BY k.ord",
+            [s.ledger_id for s in specs],
+            [s.code for s in specs],
+        )
+    )
 
 
 async def get_accounts(conn: Any, ids: Sequence[int]) -> dict[int, Account]:

@@ -564,7 +564,7 @@ async def _write(
     touched = sorted({entries[i].ledger_id for i in accepted})
     heads = (touched, [ledgers[lid][0] for lid in touched], [ledgers[lid][1] for lid in touched])
 
-    # the parameters of the UPDATEs both paths share ($1-$12 of _UPDATES)
+    # the parameters of the updates both paths share ($1-$12)
     updates = (*_columns(resolved, 3), now, ids, *deltas, *heads)
     if len(transfer_records) <= SMALL_BATCH_TRANSFERS:
         entry_cols = _columns(entry_records, 10)
@@ -581,58 +581,11 @@ async def _write(
 # what a small request waits for, under the ledger's lock); above it, COPY.
 SMALL_BATCH_TRANSFERS = 64
 
-# Resolved holds, account deltas and ledger heads: $1-$3 the resolved holds,
-# $4 the batch's `now`, $5-$9 account ids and deltas, $10-$12 ledger heads.
-# `a.id = ANY(...)` besides the join: without it the planner hashes the whole
-# accounts table for a few thousand ids (measured: 200-300 ms per 7,000 rows
-# at 450,000 accounts, 60 ms with it). Likewise for holds.
-_UPDATES = """
-rh AS (
-    UPDATE holds h SET state = r.state, resolved_by = r.rb, resolved_at = $4
-    FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS r(id, state, rb)
-    WHERE h.transfer_id = r.id AND h.transfer_id = ANY($1::uuid[])
-),
-ac AS (
-    UPDATE accounts a SET debits_posted = a.debits_posted + d.dp, credits_posted = a.credits_posted + d.cp,
-        debits_pending = a.debits_pending + d.dpe, credits_pending = a.credits_pending + d.cpe
-    FROM unnest($5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[]) AS d(id, dp, cp, dpe, cpe)
-    WHERE a.id = d.id AND a.id = ANY($5::bigint[])
-)
-UPDATE ledgers l SET head_seq = h.seq, head_hash = h.hash
-FROM unnest($10::bigint[], $11::bigint[], $12::bytea[]) AS h(id, seq, hash) WHERE l.id = h.id
-"""
-
-# After COPY (large batches): the UPDATEs in one statement.
-_WRITE_UPDATES = "WITH " + _UPDATES
-
-# A small batch: the inserts too ($13-$21 entries, $22-$31 transfers,
-# $32-$39 new holds), all in one statement.
-_WRITE_SMALL = (
-    """
-WITH
-e AS (
-    INSERT INTO journal_entries (id, ledger_id, seq, description, refs, value_date, created_at, content_hash,
-                                 prev_hash, hash)
-    SELECT x.i, x.l, x.s, x.d, x.r, x.v, $4, x.c, x.p, x.h
-    FROM unnest($13::uuid[], $14::bigint[], $15::bigint[], $16::text[], $17::jsonb[], $18::date[], $19::bytea[],
-                $20::bytea[], $21::bytea[]) AS x(i, l, s, d, r, v, c, p, h)
-),
-t AS (
-    INSERT INTO transfers (id, entry_id, ledger_id, debit_account_id, credit_account_id, amount, kind, pending_id,
-                           expires_at, code, created_at)
-    SELECT x.i, x.e, x.l, x.dr, x.cr, x.a, x.k, x.p, x.x, x.c, $4
-    FROM unnest($22::uuid[], $23::uuid[], $24::bigint[], $25::bigint[], $26::bigint[], $27::bigint[], $28::text[],
-                $29::uuid[], $30::timestamptz[], $31::text[]) AS x(i, e, l, dr, cr, a, k, p, x, c)
-),
-nh AS (
-    INSERT INTO holds (transfer_id, ledger_id, debit_account_id, credit_account_id, amount, expires_at, state,
-                       resolved_by, resolved_at)
-    SELECT x.i, x.l, x.dr, x.cr, x.a, x.x, x.s, x.rb, CASE WHEN x.rb IS NULL THEN NULL ELSE $4 END
-    FROM unnest($32::uuid[], $33::bigint[], $34::bigint[], $35::bigint[], $36::bigint[], $37::timestamptz[],
-                $38::text[], $39::uuid[]) AS x(i, l, dr, cr, a, x, s, rb)
-),"""
-    + _UPDATES
-)
+# Both in migration 0008, as functions with a cached generic plan.
+# $1-$12: resolved holds, `now`, account deltas, ledger heads.
+_WRITE_UPDATES = "SELECT ledger_apply_updates(" + ", ".join(f"${i}" for i in range(1, 13)) + ")"
+# $13-$21 entries, $22-$31 transfers, $32-$39 new holds.
+_WRITE_SMALL = "SELECT ledger_write_small(" + ", ".join(f"${i}" for i in range(1, 40)) + ")"
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -123,7 +123,7 @@ async def _overspent(dsn: str, sponsor_id: int) -> int:
 
 
 async def bench_api(
-    dsn: str, *, clients: int = 32, per_client: int = 40, workers: int = 2, bulk: int = 100_000
+    dsn: str, *, clients: int = 32, per_client: int = 40, workers: int = 1, bulk: int = 100_000
 ) -> dict[str, Any]:
     world = await _setup(dsn, clients * (per_client + WARMUP_ROUNDS), bulk)
     port = _free_port()

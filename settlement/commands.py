@@ -242,7 +242,7 @@ def bench_ledger_cmd(ctx: click.Context, as_json: bool, batch_size: int, batches
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--clients", default=32, show_default=True)
 @click.option("--per-client", default=40, show_default=True)
-@click.option("--workers", default=2, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="uvicorn worker processes (serve defaults to 1 too).")
 @click.option("--bulk", default=100_000, show_default=True)
 @click.pass_context
 def bench_api_cmd(ctx: click.Context, as_json: bool, clients: int, per_client: int, workers: int, bulk: int) -> None:

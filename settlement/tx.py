@@ -17,6 +17,7 @@ import asyncpg
 import msgspec
 from litestar import Request, Response
 
+from settlement import gate
 from settlement.auth import Actor
 from settlement.errors import BadRequest, IdempotencyConflict, SettlementError, Unavailable
 from settlement.logs import get_logger
@@ -39,7 +40,7 @@ async def in_transaction(pool: Any, flow: Flow) -> Any:
     """Run ``flow(conn)`` in one transaction, retrying deadlocks and serialization failures."""
     for attempt in range(MAX_TX_RETRIES):
         try:
-            async with pool.acquire() as conn, conn.transaction():
+            async with pool.acquire() as conn, gate.transaction_gates(), conn.transaction():
                 return await flow(conn)
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
             log.warning("transaction_retry", attempt=attempt + 1)

@@ -23,7 +23,7 @@ import msgspec
 
 from ledger.engine import apply_batch
 from ledger.model import MAX_BATCH_ENTRIES, EntryResult, EntrySpec, TransferSpec, new_entry_id, transfer_id
-from settlement import audit, chart
+from settlement import audit, chart, gate
 from settlement.auth import Actor
 from settlement.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationFailed
 from settlement.references import new_voucher_code
@@ -570,6 +570,16 @@ def _split_over_shares(amount: int, shares: list[Any]) -> list[int]:
     return parts
 
 
+async def _book_last(conn: Any, entries: list[EntrySpec]) -> None:
+    """Book ``entries`` as the flow's last step (nothing but the answer and the
+    commit follows), queued in this process behind other bookings on the same
+    ledgers (``settlement.gate``); a refusal raises its rule's error."""
+    await gate.enter(e.ledger_id for e in entries)
+    results = await apply_batch(conn, entries)
+    if not all(r.accepted for r in results):
+        _raise_for(results)
+
+
 async def reserve(conn: Any, actor: Actor, voucher_code: str, amount: int, description: str) -> Reservation:
     _check_amount(amount)
     row, shares = await _supplier_usable_voucher(conn, actor, voucher_code)
@@ -630,9 +640,7 @@ async def reserve(conn: Any, actor: Actor, voucher_code: str, amount: int, descr
         sponsor_id=row["sponsor_id"],
         after={"voucher": str(row["id"]), "amount": amount},
     )
-    results = await apply_batch(conn, entries)
-    if not all(r.accepted for r in results):
-        _raise_for(results)
+    await _book_last(conn, entries)
     res = Reservation(
         id=rid,
         voucher_code=row["code"],
@@ -751,9 +759,7 @@ async def redeem_reservation(
         created,
         redemption_id,
     )
-    results = await apply_batch(conn, entries)
-    if not all(r.accepted for r in results):
-        _raise_for(results)
+    await _book_last(conn, entries)
     return _new_redemption(
         actor, redemption_id, row["voucher_code"], amount, reference, description or row["description"], created, rid
     )
@@ -916,9 +922,7 @@ async def redeem_direct(
             for s, part in zip(shares, parts, strict=True)
         ],
     )
-    results = await apply_batch(conn, entries)
-    if not all(r.accepted for r in results):
-        _raise_for(results)
+    await _book_last(conn, entries)
     return _new_redemption(actor, redemption_id, row["code"], amount, reference, description, created, None)
 
 

@@ -7,7 +7,9 @@ it needs, and killed (pg_terminate_backend) while it waits there:
 - ``accounts``: before it writes anything, while locking the accounts;
 - ``copy``: half-way through writing, inside the COPY of journal entries
   (the blocker inserted, uncommitted, a row with the batch's last entry id,
-  so the COPY waits on that unique key after the rows before it went in).
+  so the COPY waits on that unique key after the rows before it went in);
+- ``one_statement``: the same, inside ``ledger_write_small`` (a small batch's
+  one call that writes everything).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ async def test_killed_mid_batch_leaves_nothing_and_retry_applies_once(db_dsn: st
             batch[-1].id,
             other,
         )
-        query_start = "COPY" if where == "copy" else "WITH"
+        query_start = "COPY" if where == "copy" else "SELECT ledger_write_small"
 
     victim = await db.connect(db_dsn)
     pid = victim.get_server_pid()
