@@ -131,7 +131,9 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         reference in one statement (``NOTPROVIDED`` on two equal charges)
         gets a numbered key, like an entry without one.
         """
-        base = self._fingerprint_base(account_iban)
+        return self._fingerprint_of(self._fingerprint_base(account_iban), occurrence)
+
+    def _fingerprint_of(self, base: str, occurrence: int) -> str:
         tail = "" if self.bank_reference and occurrence == 0 else str(occurrence)
         return hashlib.sha256(f"{base}\x1f{tail}".encode()).hexdigest()
 
@@ -190,11 +192,11 @@ class Statement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             key = e._fingerprint_base(self.account_iban)
             if e.bank_reference and key not in seen:
                 seen[key] = 1
-                out.append(e.fingerprint(self.account_iban))
+                out.append(e._fingerprint_of(key, 0))
                 continue
             n = seen.get(key, 0)
             seen[key] = n + 1
-            out.append(e.fingerprint(self.account_iban, occurrence=n))
+            out.append(e._fingerprint_of(key, n))
         return tuple(out)
 
     def details(self) -> Iterator[tuple[Entry, TxDetail]]:

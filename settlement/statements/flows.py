@@ -309,7 +309,7 @@ async def _import_one(
                 e.batch.pmt_inf_id if e.batch else None,
                 d0.structured_reference if d0 else None,
                 next((d.return_reason for d in e.details if d.return_reason), None),
-                msgspec.to_builtins(e),
+                e,  # the jsonb codec encodes the struct as to_builtins would
                 state,
                 kind,
                 why,
@@ -463,9 +463,12 @@ async def _decide(conn: Any, acct: Any, entries: Sequence[Any]) -> list[Any]:
         )
         for p in pays
     }
+    # Blocks only for the PmtInfIds that entries name as their batch: the
+    # matcher looks a block up by nothing else.
+    batch_ids = {e.batch.pmt_inf_id for e in entries if e.batch is not None and e.batch.pmt_inf_id}
     blocks: dict[str, list[Any]] = {}
     for p in pays:
-        if p["state"] != "booked" and p["pmt_inf_id"]:
+        if p["state"] != "booked" and p["pmt_inf_id"] in batch_ids:
             blocks.setdefault(p["pmt_inf_id"], []).append(p)
     # A block counts while every payment the bank executed from it is still
     # open. Payments the bank rejected (pain.002) were never executed: the
