@@ -570,14 +570,20 @@ def _split_over_shares(amount: int, shares: list[Any]) -> list[int]:
     return parts
 
 
-async def _book_last(conn: Any, entries: list[EntrySpec]) -> None:
-    """Book ``entries`` as the flow's last step (nothing but the answer and the
-    commit follows), queued in this process behind other bookings on the same
-    ledgers (``settlement.gate``); a refusal raises its rule's error."""
-    await gate.enter(e.ledger_id for e in entries)
+async def _book(conn: Any, entries: list[EntrySpec]) -> list[EntryResult]:
+    """Book ``entries`` all or nothing; a refusal raises its rule's error."""
     results = await apply_batch(conn, entries)
     if not all(r.accepted for r in results):
         _raise_for(results)
+    return results
+
+
+async def _book_last(conn: Any, entries: list[EntrySpec]) -> None:
+    """``_book`` as the flow's last step (nothing but the answer and the commit
+    follows), queued in this process behind other bookings on the same ledgers
+    (``settlement.gate``)."""
+    await gate.enter(e.ledger_id for e in entries)
+    await _book(conn, entries)
 
 
 async def reserve(conn: Any, actor: Actor, voucher_code: str, amount: int, description: str) -> Reservation:
@@ -851,7 +857,7 @@ async def cancel_reservation(conn: Any, actor: Actor, rid: uuid.UUID) -> Reserva
         rid,
         row["voucher_id"],
     )
-    results = await apply_batch(
+    await _book(
         conn,
         [
             EntrySpec(
@@ -870,8 +876,6 @@ async def cancel_reservation(conn: Any, actor: Actor, rid: uuid.UUID) -> Reserva
             for p in parts
         ],
     )
-    if not all(r.accepted for r in results):
-        _raise_for(results)
     await conn.execute("UPDATE reservations SET state = 'cancelled', closed_at = now() WHERE id = $1", rid)
     await audit.record(conn, actor, "reservation.cancelled", "reservation", rid, sponsor_id=row["sponsor_id"])
     return _reservation_out(await _reservation(conn, actor, rid))
@@ -994,9 +998,7 @@ async def refund(conn: Any, actor: Actor, redemption_id: uuid.UUID, amount: int,
                 transfers=tuple(transfers),
             )
         )
-    results = await apply_batch(conn, entries)
-    if not all(r.accepted for r in results):
-        _raise_for(results)
+    results = await _book(conn, entries)
     now = results[0].created_at
     assert now is not None
     await conn.execute(
@@ -1151,9 +1153,7 @@ async def _close_voucher(conn: Any, actor: Actor | str, row: Any, state: str) ->
         for h in held
     ]
     if entries:
-        results = await apply_batch(conn, entries)
-        if not all(r.accepted for r in results):
-            _raise_for(results)
+        await _book(conn, entries)
     await conn.execute(
         "UPDATE reservations SET state = 'cancelled', closed_at = now() WHERE voucher_id = $1 AND state = 'held'",
         row["id"],
@@ -1180,9 +1180,7 @@ async def _close_voucher(conn: Any, actor: Actor | str, row: Any, state: str) ->
         if s["credits_posted"] - s["debits_posted"] > 0
     ]
     if back:
-        results = await apply_batch(conn, back)
-        if not all(r.accepted for r in results):
-            _raise_for(results)
+        await _book(conn, back)
     await conn.execute("UPDATE vouchers SET state = $2, closed_at = now() WHERE id = $1", row["id"], state)
     await audit.record(
         conn,
