@@ -29,7 +29,9 @@ Settlement and payment backend for Dutch poverty-relief voucher schemes.
 
 * Amounts are integer euro cents (`"amount": 1250` is EUR 12.50), never decimals.
 * Every POST takes an `Idempotency-Key` header: a replay returns the original
-  response; the same key with another body answers 409.
+  response; the same key with another body answers 409. A 503 with code
+  `too_busy` (the database or a sponsor's ledger is overloaded) changed
+  nothing and is not stored: retry with the same key.
 * Errors are RFC 9457 `application/problem+json` with a rule-named `code`.
 * Authenticate with `Authorization: Bearer <token>`; every query is scoped to
   the token's organisation, so another organisation's ids answer 404.
