@@ -30,8 +30,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from ledger.engine import apply_batch
-from ledger.model import MAX_BATCH_ENTRIES, EntryResult, EntrySpec, TransferSpec, new_entry_id
+from ledger.model import EntrySpec, TransferSpec, new_entry_id
 from sepa import (
     CreditTransferFile,
     Party,
@@ -56,6 +55,7 @@ from settlement.errors import (
     SettlementError,
     ValidationFailed,
 )
+from settlement.posting import post_all
 from settlement.sponsors.flows import sponsor_scope
 from settlement.suppliers import flows as suppliers
 
@@ -636,7 +636,7 @@ async def export(
         )
         for eid, p in zip(entry_ids, payments, strict=True)
     ]
-    await _apply_all(conn, entries)
+    await post_all(conn, entries, "a payout posting")
     by_id = {pid: (k, pmt) for pid, k, pmt in assignment}
     await conn.execute(
         "UPDATE payments p SET state = 'sent', file_id = u.fid, pmt_inf_id = u.pmt, export_entry_id = u.eid, "
@@ -684,18 +684,6 @@ async def _payable_accounts(conn: Any, ledger_id: int, supplier_ids: Sequence[in
     )
     found = {r["code"]: r["id"] for r in rows}
     return {s: found[chart.payable(s)] for s in supplier_ids}
-
-
-async def _apply_all(conn: Any, entries: list[EntrySpec]) -> list[EntryResult]:
-    out: list[EntryResult] = []
-    for i in range(0, len(entries), MAX_BATCH_ENTRIES):
-        results = await apply_batch(conn, entries[i : i + MAX_BATCH_ENTRIES])
-        bad = [r for r in results if not r.accepted]
-        if bad:
-            # unlimited accounts: cannot happen unless the books were changed behind our back
-            raise Conflict(f"the ledger refused a payout posting: {bad[0].result}", code="ledger_refused")
-        out.extend(results)
-    return out
 
 
 # --- reading -------------------------------------------------------------------------
@@ -979,7 +967,7 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
             )
             for p, code, _ in rejected
         ]
-        await _apply_all(conn, entries)
+        await post_all(conn, entries, "a payout posting")
         for (p, code, info), entry in zip(rejected, entries, strict=True):
             account_error = is_account_error(code)
             blocked = False

@@ -35,8 +35,7 @@ from typing import Any
 
 import msgspec
 
-from ledger.engine import apply_batch
-from ledger.model import MAX_BATCH_ENTRIES, MAX_TRANSFERS_PER_ENTRY, EntrySpec, TransferSpec, new_entry_id
+from ledger.model import MAX_TRANSFERS_PER_ENTRY, EntrySpec, TransferSpec, new_entry_id
 from reconciliation.errors import ReconciliationError
 from reconciliation.match import (
     ExpectedBlock,
@@ -52,6 +51,7 @@ from settlement import audit, chart
 from settlement.auth import Actor
 from settlement.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from settlement.payouts.flows import READ_ROLES, WRITE_ROLES
+from settlement.posting import post_all
 from settlement.sponsors.flows import sponsor_scope
 from settlement.suppliers import flows as suppliers
 
@@ -414,7 +414,7 @@ async def _opening_balance(conn: Any, actor: Actor | str, st: Statement, acct: A
         if st.entries == ()
         else min((e.booking_date or st.statement_date for e in st.entries), default=st.statement_date)
     )
-    await _post(
+    await post_all(
         conn,
         [
             EntrySpec(
@@ -428,15 +428,8 @@ async def _opening_balance(conn: Any, actor: Actor | str, st: Statement, acct: A
                 ),
             )
         ],
+        "a statement posting",
     )
-
-
-async def _post(conn: Any, entries: list[EntrySpec]) -> None:
-    for i in range(0, len(entries), MAX_BATCH_ENTRIES):
-        results = await apply_batch(conn, entries[i : i + MAX_BATCH_ENTRIES])
-        bad = [r for r in results if not r.accepted]
-        if bad:
-            raise Conflict(f"the ledger refused a statement posting: {bad[0].result}", code="ledger_refused")
 
 
 async def _decide(conn: Any, acct: Any, entries: Sequence[Any]) -> list[Any]:
@@ -602,7 +595,7 @@ async def _post_bookings(
     payment_ids = [p for _, pids in bookings for p in pids]
     total = await conn.fetchval("SELECT sum(amount)::bigint FROM payments WHERE id = ANY($1::bigint[])", payment_ids)
     ledger_entry = new_entry_id()
-    await _post(
+    await post_all(
         conn,
         [
             EntrySpec(
@@ -621,6 +614,7 @@ async def _post_bookings(
                 ),
             )
         ],
+        "a statement posting",
     )
     done = await conn.execute(
         "UPDATE payments SET state = 'booked', booked_at = now(), resolve_entry_id = $2, updated_at = now() "
@@ -663,7 +657,7 @@ async def _book_return(
     }
     ledger_entry = new_entry_id()
     what = pays[0]["end_to_end_id"] if len(pays) == 1 else f"{len(pays)} payments"
-    await _post(
+    await post_all(
         conn,
         [
             EntrySpec(
@@ -683,6 +677,7 @@ async def _book_return(
                 ),
             )
         ],
+        "a statement posting",
     )
     for p in pays:
         blocked = await suppliers.block(
@@ -733,7 +728,7 @@ async def _book_top_up(
     if src is None:
         return False
     ledger_entry = new_entry_id()
-    await _post(
+    await post_all(
         conn,
         [
             EntrySpec(
@@ -752,6 +747,7 @@ async def _book_top_up(
                 ),
             )
         ],
+        "a statement posting",
     )
     await conn.execute(
         "INSERT INTO top_ups (statement_entry_id, sponsor_id, fund_id, source, amount) VALUES ($1, $2, $3, $4, $5)",

@@ -453,12 +453,12 @@ async def test_a_crash_between_building_the_file_and_posting_leaves_nothing(
     run = await approve(client, world, (await new_run(client, world))["id"])
     state = await ledger_state(db_dsn)
 
-    async def crash(conn: Any, entries: Any) -> Any:
+    async def crash(conn: Any, entries: Any, what: str) -> Any:
         files = await conn.fetchval("SELECT count(*) FROM payout_files WHERE run_id = $1", run["id"])
         assert files == 1  # the file was built and stored in this transaction ...
         raise ConnectionResetError("database went away")  # ... then the posting dies
 
-    monkeypatch.setattr(flows, "_apply_all", crash)
+    monkeypatch.setattr(flows, "post_all", crash)
     r = await client.post(f"/v1/payout-runs/{run['id']}/export", headers=world.h("gemeente_finance"))
     assert r.status_code == 500
     monkeypatch.undo()
