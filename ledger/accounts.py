@@ -48,18 +48,24 @@ async def ensure_accounts(conn: Any, specs: Sequence[AccountSpec]) -> list[Accou
     # INSERT ... ON CONFLICT costs a speculative insertion per row.
     rows = await _by_codes(conn, specs)
     if len(rows) < len(specs):
-        await conn.execute(
+        # RETURNING names the rows this statement inserted; only an account a
+        # concurrent caller created in between needs the read again.
+        inserted = await conn.fetch(
             "INSERT INTO accounts (ledger_id, code, name, debits_must_not_exceed_credits, "
             "credits_must_not_exceed_debits) "
             "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::bool[]) "
-            "ON CONFLICT (ledger_id, code) DO NOTHING",
+            f"ON CONFLICT (ledger_id, code) DO NOTHING RETURNING {_ACCOUNT_COLUMNS}",
             [s.ledger_id for s in specs],
             [s.code for s in specs],
             [s.name for s in specs],
             [s.debits_must_not_exceed_credits for s in specs],
             [s.credits_must_not_exceed_debits for s in specs],
         )
-        rows = await _by_codes(conn, specs)
+        if len(rows) + len(inserted) < len(specs):
+            rows = await _by_codes(conn, specs)
+        else:
+            found = {(r["ledger_id"], r["code"]): r for r in (*rows, *inserted)}
+            rows = [found[(s.ledger_id, s.code)] for s in specs]
     out = [_account(r) for r in rows]
     for spec, acct in zip(specs, out, strict=True):
         assert acct.debits_must_not_exceed_credits == spec.debits_must_not_exceed_credits, spec.code
