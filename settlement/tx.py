@@ -55,7 +55,13 @@ async def write(
     flow: Flow,
     *,
     status: int = 201,
+    stored: Callable[[Any], Any] | None = None,
 ) -> Response[Any]:
+    """Run a POST's flow once per Idempotency-Key and store its answer for replays.
+
+    ``stored`` maps the answer to what is kept for a replay, for answers that
+    must not be kept whole (a new API token's secret is shown once).
+    """
     key = request.headers.get("idempotency-key")
     if not key:
         raise BadRequest(
@@ -86,7 +92,7 @@ async def write(
             actor.organisation_id,
             key,
             status,
-            payload,
+            stored(payload) if stored is not None else payload,
         )
         return status, payload, False
 

@@ -32,6 +32,21 @@ class TokenIn(Api):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
+class TokenAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """flows.TokenCreated as the API answers it: the secret is null on a replay."""
+
+    id: int
+    organisation_id: int
+    role: str
+    name: str
+    token: str | None
+
+
+def _without_secret(answer: dict[str, Any]) -> dict[str, Any]:
+    """What a replay of a token request gets: everything but the secret."""
+    return {**answer, "token": None}
+
+
 class OrganisationController(Controller):
     path = "/v1"
     tags = ["organisations"]  # noqa: RUF012
@@ -83,7 +98,11 @@ class OrganisationController(Controller):
     @post(
         "/organisations/{organisation_id:int}/tokens",
         summary="Issue an API token (platform admin)",
-        description="The secret is in the response once; only its hash is stored.",
+        description=(
+            "The secret is in the response once; only its hash is stored. A replay of the request (same "
+            "Idempotency-Key) answers with the same token's id, role and name and `token: null`: the secret "
+            "is kept nowhere, not even for replays. Lost it? Revoke the token and issue a new one."
+        ),
     )
     async def token(
         self,
@@ -92,7 +111,7 @@ class OrganisationController(Controller):
         app_state: NamedDependency[AppState],
         organisation_id: int,
         data: TokenIn,
-    ) -> Response[flows.TokenCreated]:
+    ) -> Response[TokenAnswer]:
         require(actor, "platform_admin")
         return await write(
             request,
@@ -100,6 +119,7 @@ class OrganisationController(Controller):
             actor,
             data,
             lambda conn: flows.issue_token(conn, actor, organisation_id, data.role, data.name),
+            stored=_without_secret,
         )
 
     @post("/tokens/{token_id:int}/revoke", summary="Revoke an API token (platform admin)", status_code=200)

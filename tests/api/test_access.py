@@ -185,3 +185,30 @@ async def test_admin_creates_orgs_and_tokens(client: Any, world: World) -> None:
         "/v1/organisations", headers=world.h("gemeente_finance"), json={"name": "x", "kinds": ["sponsor"]}
     )
     assert r.status_code == 403
+
+
+async def test_a_token_secret_is_shown_once_and_stored_nowhere(client: Any, world: World, db_dsn: str) -> None:
+    from settlement import db
+
+    org = world.ids["gemeente"]
+    body = {"role": "auditor", "name": "Tweede accountant"}
+    r = await client.post(f"/v1/organisations/{org}/tokens", headers=world.h("admin", "tok-1"), json=body)
+    assert r.status_code == 201, r.text
+    first = r.json()
+    secret = first["token"]
+    assert secret
+    conn = await db.connect(db_dsn)
+    try:
+        # DESIGN.md "Security": tokens stored hashed; not in the idempotency store either
+        for table in ("idempotency_keys", "audit_log", "api_tokens"):
+            hits = await conn.fetchval(f"SELECT count(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'", secret)
+            assert hits == 0, table
+    finally:
+        await conn.close()
+    # a replay names the same token, without its secret
+    r = await client.post(f"/v1/organisations/{org}/tokens", headers=world.h("admin", "tok-1"), json=body)
+    assert r.status_code == 201 and r.headers["idempotent-replayed"] == "true"
+    assert r.json() == {**first, "token": None}
+    # and the token works
+    r = await client.get("/v1/funds", headers={"Authorization": f"Bearer {secret}"})
+    assert r.status_code == 200

@@ -79,3 +79,32 @@ def test_badly_named_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "first.sql").write_text("SELECT 1")
     with pytest.raises(migrate.MigrationError, match=r"0001_name\.sql"):
         migrate.discover(tmp_path)
+
+
+async def test_0009_scrubs_token_secrets_from_the_idempotency_store(
+    empty_dsn: str, test_settings: Settings, tmp_path: Path
+) -> None:
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for f in sorted(test_settings.migrations_dir.glob("*.sql")):
+        if int(f.name[:4]) < 9:
+            shutil.copy(f, before / f.name)
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        await migrate.migrate(conn, before)
+        insert = (
+            "INSERT INTO idempotency_keys (organisation_id, key, method, path, request_hash, status, response) "
+            "VALUES (1, $1, 'POST', $2, '\\x00', $3, $4::jsonb)"
+        )
+        await conn.execute(insert, "k1", "/v1/organisations/7/tokens", 201, '{"id": 3, "token": "stl_secret"}')
+        await conn.execute(insert, "k2", "/v1/organisations/7/tokens", 422, '{"code": "role_not_allowed"}')
+        await conn.execute(insert, "k3", "/v1/vouchers", 201, '{"token": "not a secret"}')
+        await migrate.migrate(conn, test_settings.migrations_dir)
+        rows = await conn.fetch("SELECT key, response::text AS r FROM idempotency_keys ORDER BY key")
+        assert [(r["key"], r["r"]) for r in rows] == [
+            ("k1", '{"id": 3, "token": null}'),
+            ("k2", '{"code": "role_not_allowed"}'),
+            ("k3", '{"token": "not a secret"}'),
+        ]
+    finally:
+        await conn.close()
