@@ -1,6 +1,9 @@
 """Structured logs: one event name, key=value context, request id and actor.
 
 Never amounts as floats, never beneficiary data: flows log ids and codes only.
+Tracebacks are plain: the console renderer's default (rich) prints every
+frame's local variables, and a request handler's locals hold the request
+headers (the bearer token) and the body (beneficiary references).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     if fmt == "json":
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     else:
-        processors += [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        processors += [
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
+        ]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(lvl),

@@ -1,0 +1,47 @@
+"""Logs carry no beneficiary data and no secrets, also when a request fails unexpectedly."""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import Any
+
+import msgspec
+import pytest
+
+from settlement.config import Settings
+from tests.api.conftest import World
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+async def test_a_500_logs_its_traceback_without_the_requests_token_or_beneficiary(
+    world: World, db_dsn: str, test_settings: Settings, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from settlement.app import create_app
+    from settlement.vouchers import flows
+
+    async def boom(*args: Any, **kwargs: Any) -> Any:
+        raise _Boom("something broke")
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)  # where the app's logger writes
+    monkeypatch.setattr(flows, "issue_vouchers", boom)
+    settings = msgspec.structs.replace(test_settings, log_format=fmt, log_level="info")
+    ref = "WK-2026-00999-FAM"
+    async with AsyncTestClient(app=create_app(settings, dsn=db_dsn)) as client:
+        r = await client.post(
+            "/v1/vouchers",
+            headers=world.h("gemeente_validator"),
+            json={"fund_id": world.ids["kindpakket"], "amount": 100, "beneficiary_ref": ref},
+        )
+    assert r.status_code == 500
+    logged = err.getvalue()
+    assert "unhandled_error" in logged and "_Boom" in logged  # the traceback is there ...
+    assert ref not in logged  # ... but not the beneficiary (DESIGN.md: never appear)
+    assert world.tokens["gemeente_validator"] not in logged  # ... nor the caller's token
