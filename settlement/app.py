@@ -33,6 +33,8 @@ Settlement and payment backend for Dutch poverty-relief voucher schemes.
   `too_busy` (the database or a sponsor's ledger is overloaded) changed
   nothing and is not stored: retry with the same key.
 * Errors are RFC 9457 `application/problem+json` with a rule-named `code`.
+  A value the database cannot hold (an id or amount beyond 64 bits, a NUL
+  character in text, a date past 9999-12-31) is a 400 `value_out_of_range`.
 * Authenticate with `Authorization: Bearer <token>`; every query is scoped to
   the token's organisation, so another organisation's ids answer 404.
 """

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import asyncpg
+from asyncpg.exceptions import _base as asyncpg_base
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -108,8 +110,35 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
 
 
+def handle_unstorable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A value the database cannot hold or the calendar cannot reach.
+
+    An id or amount beyond 64 bits (asyncpg refuses to encode it), a NUL
+    character in text (PostgreSQL refuses it), any other SQL data exception,
+    or a date past 9999-12-31 in date arithmetic. Every flow runs in one
+    transaction, which has rolled back: nothing changed. Validating each field
+    for these would repeat the same checks in every endpoint; they are the
+    input's fault, so they are a 400 here rather than a 500.
+    """
+    log.warning("request_value_unstorable", path=request.url.path, error_type=type(exc).__name__)
+    if isinstance(exc, asyncpg_base.DataError):
+        detail = "a number in the request is out of range: ids and amounts are 64-bit integers"
+    elif isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
+        detail = "text in the request holds a NUL or other character that cannot be stored"
+    elif isinstance(exc, OverflowError):
+        detail = "a date or number in the request is out of range"
+    else:
+        detail = "a value in the request cannot be stored (out of range or malformed)"
+    return _response(
+        problem_body(400, "value_out_of_range", "Value out of range", f"{detail}; nothing changed", request.url.path)
+    )
+
+
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     SettlementError: handle_settlement_error,
+    asyncpg_base.DataError: handle_unstorable,
+    asyncpg.DataError: handle_unstorable,
+    OverflowError: handle_unstorable,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

@@ -171,3 +171,48 @@ async def test_expired_reservation_cannot_be_redeemed(client: Any, world: World,
     assert r.json()["state"] == "expired"
     r = await client.get(f"/v1/vouchers/by-code/{v['code']}", headers=world.h("bike_shop"))
     assert r.json()["available"] == 10_000
+
+
+BIG = 2**63  # one past PostgreSQL's bigint
+
+
+def _unstorable(w: World) -> list[tuple[str, str, str, Any]]:
+    k = w.ids["kindpakket"]
+    return [
+        # ids beyond bigint, in the path, the query and the body
+        ("get", f"/v1/funds/{BIG}", "gemeente_finance", None),
+        ("get", f"/v1/funds/{BIG}/overview", "gemeente_finance", None),
+        ("get", f"/v1/suppliers?after={BIG}", "gemeente_finance", None),
+        ("post", "/v1/vouchers", "gemeente_validator", {"fund_id": BIG, "amount": 100, "beneficiary_ref": "x"}),
+        ("post", f"/v1/funds/{BIG}/grants", "gemeente_finance", {"source": "rijk", "amount": 100}),
+        ("post", f"/v1/funds/{k}/validators", "gemeente_finance", {"organisation_id": BIG}),
+        ("post", f"/v1/organisations/{BIG}/tokens", "admin", {"role": "supplier", "name": "x"}),
+        ("post", f"/v1/tokens/{BIG}/revoke", "admin", None),
+        ("get", f"/v1/payout-runs/{BIG}", "gemeente_finance", None),
+        ("post", f"/v1/payout-runs/{BIG}/approve", "gemeente_approver", None),
+        ("post", "/v1/payout-runs", "gemeente_finance", {"debtor_account_id": BIG}),
+        ("get", f"/v1/payments?before_id={BIG}", "gemeente_finance", None),
+        ("get", f"/v1/statements/{BIG}", "gemeente_finance", None),
+        ("post", f"/v1/statement-entries/{BIG}/resolve", "gemeente_finance", {"action": "ignore", "reason": "x"}),
+        # a NUL character in text (PostgreSQL text cannot hold it)
+        ("post", "/v1/vouchers", "gemeente_validator", {"fund_id": k, "amount": 100, "beneficiary_ref": "WK\u0000"}),
+        ("post", "/v1/reservations", "bike_shop", {"voucher_code": "V\u0000", "amount": 100, "description": "x"}),
+        ("get", "/v1/vouchers/by-code/%00", "bike_shop", None),
+        ("post", "/v1/organisations", "admin", {"name": "x\u0000", "kinds": ["sponsor"]}),
+        # the last day of the calendar
+        ("get", "/v1/books/trial-balance?as_of=9999-12-31", "auditor", None),
+        ("get", "/v1/books/journal?from=9999-12-01&to=9999-12-31", "auditor", None),
+    ]
+
+
+@pytest.mark.parametrize("case", range(20))
+async def test_values_the_database_cannot_hold_are_a_problem_not_a_500(
+    client: Any, world: World, db_dsn: str, case: int
+) -> None:
+    method, path, who, body = _unstorable(world)[case]
+    before = await ledger_state(db_dsn)
+    kw = {"json": body} if body is not None else {}
+    r = await getattr(client, method)(path, headers=world.h(who), **kw)
+    assert r.status_code in (400, 404, 422), (path, r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert await ledger_state(db_dsn) == before
