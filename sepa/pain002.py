@@ -39,15 +39,25 @@ PENDING_STATUSES = frozenset({"PDNG", "RCVD"})
 # Reason codes (ExternalStatusReason1Code) that say the creditor's bank
 # details are wrong: retrying cannot help, the supplier must fix them (and a
 # person approve the change) before the payable goes out again.
+#
+# Only codes that can be about the creditor's account belong here. The
+# generic ones (AC01, AC04, AC06, AG01, RC01) name "the account" or "the
+# BIC" without saying whose: given for one transaction of a credit transfer
+# that is the creditor's, but given for a payment block (PmtInf: one debtor
+# account) or the whole group it is the debtor's, so a caller must only use
+# this for a reason given at transaction level (``TransactionStatus``).
+# Debtor-only codes (AC02, AC05, AC10, AC13, ...) are never the supplier's
+# fault and are not here.
 ACCOUNT_ERROR_CODES = frozenset(
     {
-        "AC01",  # incorrect account number (IBAN)
-        "AC02",  # invalid debtor account number
+        "AC01",  # incorrect account number (IBAN invalid or missing)
         "AC03",  # invalid creditor account number
         "AC04",  # closed account
         "AC06",  # blocked account
-        "AC13",  # invalid account type
-        "AG01",  # transaction forbidden on this account
+        "AC07",  # closed creditor account number
+        "AC11",  # invalid creditor account currency
+        "AC14",  # invalid creditor account type
+        "AG01",  # transaction forbidden on this type of account
         "BE01",  # name does not match the account holder
         "BE04",  # missing creditor address
         "MD07",  # end customer deceased
@@ -57,7 +67,8 @@ ACCOUNT_ERROR_CODES = frozenset(
 
 
 def is_account_error(reason_code: str | None) -> bool:
-    """True when ``reason_code`` means the creditor's bank details must be blocked."""
+    """True when ``reason_code``, given for one transaction, means the creditor's
+    bank details must be blocked (see ``ACCOUNT_ERROR_CODES``)."""
     return reason_code is not None and reason_code.strip().upper() in ACCOUNT_ERROR_CODES
 
 

@@ -883,12 +883,17 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
     for p in pays:
         by_block[p["pmt_inf_id"]].append(p)
 
-    decision: dict[int, tuple[str, str | None, str | None]] = {}
+    # Per payment: status, the reason shown (its own, else its block's or the
+    # group's), and the reason the bank gave for this transaction itself. Only
+    # that last one may block the supplier's bank details: a block (PmtInf)
+    # or group rejection is about the debtor side, e.g. the sponsor's own
+    # account closed, and says nothing about any supplier's account.
+    decision: dict[int, tuple[str, str | None, str | None, str | None]] = {}
     unknown: list[str] = []
     gcode, ginfo = _reason(report.group_reasons)
     if report.group_status == REJECTED:
         for p in pays:
-            decision[p["id"]] = (REJECTED, gcode, ginfo)
+            decision[p["id"]] = (REJECTED, gcode, ginfo, None)
     for block in report.blocks:
         members = by_block.get(block.original_pmt_inf_id)
         if members is None:
@@ -897,9 +902,9 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
         bcode, binfo = _reason(block.reasons)
         for p in members:
             if block.status == REJECTED:
-                decision[p["id"]] = (REJECTED, bcode or gcode, binfo or ginfo)
+                decision[p["id"]] = (REJECTED, bcode or gcode, binfo or ginfo, None)
             elif block.status in POSITIVE_STATUSES and p["id"] not in decision:
-                decision[p["id"]] = ("ACCP", None, None)
+                decision[p["id"]] = ("ACCP", None, None, None)
         for tx in block.transactions:
             p = by_e2e.get(tx.original_end_to_end_id or "") or by_e2e.get(tx.original_instruction_id or "")
             if p is None:
@@ -907,12 +912,12 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
                 continue
             tcode, tinfo = _reason(tx.reasons)
             if tx.status == REJECTED:
-                decision[p["id"]] = (REJECTED, tcode or bcode or gcode, tinfo)
+                decision[p["id"]] = (REJECTED, tcode or bcode or gcode, tinfo, tcode)
             elif tx.status in POSITIVE_STATUSES:
-                decision[p["id"]] = ("ACCP", None, None)
+                decision[p["id"]] = ("ACCP", None, None, None)
     if report.group_status in POSITIVE_STATUSES:
         for p in pays:
-            decision.setdefault(p["id"], ("ACCP", None, None))
+            decision.setdefault(p["id"], ("ACCP", None, None, None))
 
     debtor = await conn.fetchrow(
         "SELECT d.in_transit_account_id, s.ledger_id FROM debtor_accounts d JOIN sponsors s "
@@ -920,7 +925,7 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
         run["debtor_account_id"],
     )
     accepted_ids: list[int] = []
-    rejected: list[tuple[Any, str | None, str | None]] = []
+    rejected: list[tuple[Any, str | None, str | None, str | None]] = []
     conflicts: list[str] = []
     unchanged = 0
     for p in pays:
@@ -928,10 +933,10 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
         if verdict is None:
             unchanged += 1
             continue
-        status, code, info = verdict
+        status, code, info, own_code = verdict
         if status == REJECTED:
             if p["state"] in ("sent", "accepted"):
-                rejected.append((p, code, info))
+                rejected.append((p, code, info, own_code))
             elif p["state"] == "rejected":
                 unchanged += 1
             else:
@@ -947,7 +952,7 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
         )
     out_rejected: list[RejectedPayment] = []
     if rejected:
-        payables = await _payable_accounts(conn, debtor["ledger_id"], [p["supplier_id"] for p, _, _ in rejected])
+        payables = await _payable_accounts(conn, debtor["ledger_id"], [p["supplier_id"] for p, _, _, _ in rejected])
         today = local_today()
         entries = [
             EntrySpec(
@@ -965,13 +970,12 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
                     ),
                 ),
             )
-            for p, code, _ in rejected
+            for p, code, _, _ in rejected
         ]
         await post_all(conn, entries, "a payout posting")
-        for (p, code, info), entry in zip(rejected, entries, strict=True):
-            account_error = is_account_error(code)
+        for (p, code, info, own_code), entry in zip(rejected, entries, strict=True):
             blocked = False
-            if account_error:
+            if is_account_error(own_code):
                 blocked = await suppliers.block(
                     conn,
                     actor,

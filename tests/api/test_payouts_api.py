@@ -368,6 +368,75 @@ async def test_pain002_rejection_reopens_payable_and_blocks_details(client: Any,
     assert pays[0]["creditor_iban"] == "NL91ABNA0417164300"
 
 
+async def _post_status(client: Any, world: World, report: bytes) -> dict[str, Any]:
+    r = await client.post(
+        "/v1/payment-status-reports",
+        content=report,
+        headers={**world.h("gemeente_finance"), "Content-Type": "application/xml"},
+    )
+    assert r.status_code == 200, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+async def _assert_rejected_and_payable_again(client: Any, world: World, db_dsn: str, out: dict[str, Any]) -> None:
+    """Every payment rejected, none of the suppliers blocked, every line payable again."""
+    assert len(out["rejected"]) == 3
+    blocked = [x["supplier_id"] for x in out["rejected"] if x["bank_details_blocked"]]
+    assert blocked == [], f"suppliers blocked for the debtor account's error: {blocked}"
+    for who in ("bike_shop", "sports_club", "clothing_bank"):
+        r = await client.get(f"/v1/suppliers/{world.ids[who]}", headers=world.h(who))
+        assert r.json()["bank_details"]["state"] == "active", who
+    assert await account_balance(db_dsn, "in_transit:", world.ids["gemeente"]) == 0
+    await assert_ledgers_balanced(db_dsn)
+    # the lines are open again: the next run pays all three suppliers
+    assert (await new_run(client, world))["payment_count"] == 3
+
+
+async def test_rejection_for_the_debtors_own_account_does_not_block_the_suppliers(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """AC02 is InvalidDebtorAccountNumber (ISO 20022 ExternalStatusReason1Code): the
+    sponsor's own account is wrong, the suppliers' bank details are fine."""
+    _run, data = await _export_demo_run(client, world)
+    file = read_pain001(data)
+    report = build_pain002(
+        file,
+        msg_id="BANK-STS-AC02",
+        created_at=datetime(2026, 11, 24, 8, 0, tzinfo=UTC),
+        rejections=[
+            Rejection(end_to_end_id=p.end_to_end_id, reason_code="AC02", additional_info="invalid debtor account")
+            for b in file.blocks
+            for p in b.payments
+        ],
+    )
+    out = await _post_status(client, world, report)
+    assert {x["reason_code"] for x in out["rejected"]} == {"AC02"}
+    await _assert_rejected_and_payable_again(client, world, db_dsn, out)
+
+
+async def test_a_block_rejected_for_its_debtor_account_does_not_block_the_suppliers(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """A whole payment block (PmtInf: one debtor account) rejected with AC04 'closed
+    account': the closed account is the block's, i.e. the sponsor's, not a supplier's."""
+    _run, data = await _export_demo_run(client, world)
+    file = read_pain001(data)
+    (block,) = file.blocks
+    report = f"""<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"><CstmrPmtStsRpt>
+<GrpHdr><MsgId>BANK-STS-BLK</MsgId><CreDtTm>2026-11-24T08:00:00+00:00</CreDtTm></GrpHdr>
+<OrgnlGrpInfAndSts><OrgnlMsgId>{file.msg_id}</OrgnlMsgId><OrgnlMsgNmId>pain.001.001.09</OrgnlMsgNmId>
+<GrpSts>RJCT</GrpSts></OrgnlGrpInfAndSts>
+<OrgnlPmtInfAndSts><OrgnlPmtInfId>{block.pmt_inf_id}</OrgnlPmtInfId><PmtInfSts>RJCT</PmtInfSts>
+<StsRsnInf><Rsn><Cd>AC04</Cd></Rsn><AddtlInf>debtor account closed</AddtlInf></StsRsnInf></OrgnlPmtInfAndSts>
+</CstmrPmtStsRpt></Document>""".encode()
+    out = await _post_status(client, world, report)
+    # the block's reason is shown on each payment, but blocks nobody
+    assert {x["reason_code"] for x in out["rejected"]} == {"AC04"}
+    await _assert_rejected_and_payable_again(client, world, db_dsn, out)
+
+
 async def test_pain002_accepted_is_not_paid(client: Any, world: World, db_dsn: str) -> None:
     run, data = await _export_demo_run(client, world)
     report = build_pain002(

@@ -95,10 +95,13 @@ def test_writer_refuses_unknown_end_to_end_ids() -> None:
 
 
 def test_account_error_codes() -> None:
-    for code in ("AC01", "AC04", "AC06", "AC13", "BE04", "MD07", "RC01", "ac01 "):
+    for code in ("AC01", "AC03", "AC04", "AC06", "AC07", "AC14", "BE04", "MD07", "RC01", "ac01 "):
         assert is_account_error(code)
     for other in ("AM04", "MS02", "MS03", "AM05", "FF01", "", None):
         assert not is_account_error(other)
+    # the debtor's (the sponsor's own) account: never a reason to block a supplier
+    for debtor in ("AC02", "AC05", "AC10", "AC13"):
+        assert not is_account_error(debtor)
 
 
 # ---------------------------------------------------------------- the banks' own files
