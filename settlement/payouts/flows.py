@@ -10,7 +10,8 @@ details, or with nothing (net) to pay, are skipped and the run says why.
     draft -> approved (a sponsor approver who did not create it)
           -> exported (pain.001 stored with its sha256; payable -> in_transit)
           -> accepted | partially_rejected | rejected (pain.002)
-          -> settled (reconciliation: every payment booked or resolved)
+          -> settled (every payment booked, rejected or returned: after the
+             statement or pain.002 that resolves the last open one)
     draft | approved -> cancelled (the lines are free again)
 
 Payable lines stay ``open`` while claimed by a draft or approved run
@@ -1009,6 +1010,10 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
                 )
             )
     run_state = await _refresh_run_state(conn, run["id"])
+    # A rejection may resolve the run's last open payment (the others booked
+    # on a statement already, or all of them rejected): then it is settled.
+    if await settle_runs(conn, run["debtor_account_id"], run_id=run["id"]):
+        run_state = "settled"
     report_id = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('status_reports', 'id'))")
     result = StatusImport(
         report_id=report_id,
@@ -1079,6 +1084,25 @@ async def _refresh_run_state(conn: Any, run_id: int) -> str:
     if new != state:
         await conn.execute("UPDATE payout_runs SET state = $2 WHERE id = $1", run_id, new)
     return new
+
+
+async def settle_runs(conn: Any, debtor_account_id: int, *, run_id: int | None = None) -> list[str]:
+    """Runs whose every payment is booked, rejected or returned become settled.
+
+    Called after a statement import or resolution books or returns payments
+    and after a pain.002 rejects them, whichever resolves a run's last open
+    payment. A run rejected as a whole is settled too: nothing of it is left
+    to book (DESIGN: rejected -> settled). ``run_id`` limits it to one run.
+    """
+    rows = await conn.fetch(
+        "UPDATE payout_runs r SET state = 'settled', settled_at = now() WHERE r.debtor_account_id = $1 "
+        "AND ($2::bigint IS NULL OR r.id = $2) "
+        "AND r.state IN ('exported', 'accepted', 'partially_rejected', 'rejected') AND NOT EXISTS (SELECT 1 "
+        "FROM payments p WHERE p.run_id = r.id AND p.state IN ('pending', 'sent', 'accepted')) RETURNING r.code",
+        debtor_account_id,
+        run_id,
+    )
+    return [r["code"] for r in rows]
 
 
 # --- schedules -----------------------------------------------------------------------

@@ -50,7 +50,7 @@ from reconciliation.parse import parse_statement
 from settlement import audit, chart
 from settlement.auth import Actor
 from settlement.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ValidationFailed
-from settlement.payouts.flows import READ_ROLES, WRITE_ROLES
+from settlement.payouts.flows import READ_ROLES, WRITE_ROLES, settle_runs
 from settlement.posting import post_all
 from settlement.sponsors.flows import sponsor_scope
 from settlement.suppliers import flows as suppliers
@@ -765,17 +765,6 @@ async def _book_top_up(
         manual,
     )
     return True
-
-
-async def settle_runs(conn: Any, debtor_account_id: int) -> list[str]:
-    """Runs whose every payment is booked, rejected or returned become settled."""
-    rows = await conn.fetch(
-        "UPDATE payout_runs r SET state = 'settled', settled_at = now() WHERE r.debtor_account_id = $1 "
-        "AND r.state IN ('exported', 'accepted', 'partially_rejected') AND NOT EXISTS (SELECT 1 FROM payments p "
-        "WHERE p.run_id = r.id AND p.state IN ('pending', 'sent', 'accepted')) RETURNING r.code",
-        debtor_account_id,
-    )
-    return [r["code"] for r in rows]
 
 
 async def _summary(conn: Any, sid: int) -> StatementSummary:

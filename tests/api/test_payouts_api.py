@@ -437,6 +437,34 @@ async def test_a_block_rejected_for_its_debtor_account_does_not_block_the_suppli
     await _assert_rejected_and_payable_again(client, world, db_dsn, out)
 
 
+async def test_a_run_whose_payments_are_all_rejected_is_settled(client: Any, world: World, db_dsn: str) -> None:
+    """DESIGN: '... | rejected -> settled when every payment is booked or resolved'; a
+    rejected payment is resolved (its lines are payable again), so nothing is left to book."""
+    from reconciliation.synth import build_camt053
+    from tests.api.test_statements_api import statement, xml
+
+    run, data = await _export_demo_run(client, world)
+    file = read_pain001(data)
+    report = build_pain002(
+        file,
+        msg_id="STS-ALL",
+        created_at=datetime(2026, 11, 24, 8, 0, tzinfo=UTC),
+        rejections=[
+            Rejection(end_to_end_id=p.end_to_end_id, reason_code="AM04") for b in file.blocks for p in b.payments
+        ],
+    )
+    out = await _post_status(client, world, report)
+    assert len(out["rejected"]) == 3
+    assert out["run_state"] == "settled"
+    # the day's statement comes in, with nothing of this run on it: still settled
+    r = await client.post("/v1/statements", content=build_camt053(statement([])), headers=xml(world))
+    assert r.status_code == 200, r.text
+    r = await client.get(f"/v1/payout-runs/{run['id']}", headers=world.h("gemeente_finance"))
+    assert r.json()["payments_by_state"] == {"rejected": 3}
+    assert r.json()["state"] == "settled"
+    assert r.json()["settled_at"] is not None
+
+
 async def test_pain002_accepted_is_not_paid(client: Any, world: World, db_dsn: str) -> None:
     run, data = await _export_demo_run(client, world)
     report = build_pain002(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -11,6 +11,7 @@ import pytest
 
 from reconciliation.model import Entry, TxDetail
 from reconciliation.synth import build_camt053, build_camt054
+from sepa import Rejection, build_pain002
 from settlement import db
 from settlement.errors import Conflict
 from settlement.statements import flows
@@ -281,4 +282,29 @@ async def test_a_line_covering_several_payments_books_and_returns_them_together(
     finally:
         await conn.close()
     assert [s["state"] for s in states] == ["returned", "returned"]
+    await assert_ledgers_balanced(db_dsn)
+
+
+async def test_a_rejection_of_the_last_open_payment_settles_the_run(client: Any, world: World, db_dsn: str) -> None:
+    """Two payments booked on the statement, then the bank's pain.002 rejects the third:
+    every payment is booked or rejected, so the run is settled (README: 'a run whose
+    payments are all booked, rejected or returned is settled')."""
+    run, file = await paid_run(client, world)
+    p0, p1, p2 = file.blocks[0].payments
+    st = statement([pay_entry(p0, 0, "B-0"), pay_entry(p1, 1, "B-1")])
+    r = await client.post("/v1/statements", content=build_camt053(st), headers=xml(world))
+    assert r.status_code == 200 and r.json()["payments_booked"] == 2, r.text
+    assert r.json()["runs_settled"] == []
+    report = build_pain002(
+        file,
+        msg_id="STS-LAST",
+        created_at=datetime(2026, 11, 24, 8, 0, tzinfo=UTC),
+        rejections=[Rejection(end_to_end_id=p2.end_to_end_id, reason_code="AM04")],
+    )
+    r = await client.post("/v1/payment-status-reports", content=report, headers=xml(world))
+    assert r.status_code == 200, r.text
+    assert len(r.json()["rejected"]) == 1 and r.json()["run_state"] == "settled"
+    r = await client.get(f"/v1/payout-runs/{run['id']}", headers=world.h("gemeente_finance"))
+    assert r.json()["payments_by_state"] == {"booked": 2, "rejected": 1}
+    assert r.json()["state"] == "settled"
     await assert_ledgers_balanced(db_dsn)
