@@ -376,23 +376,50 @@ async def bank_balance(conn: Any, bank_account_id: int, on: date) -> int:
 
 
 async def _opening_balance(conn: Any, actor: Actor | str, st: Statement, acct: Any, sid: int) -> None:
-    """The first statement of an account brings the money that was there before the platform."""
-    if not st.opening_balance_cents:
+    """The first day statement of an account brings the money that was there before the platform.
+
+    Its opening balance is the account's balance at the start of its first
+    booking day, so it already holds every entry the bank booked before that
+    day, including those of notifications (camt.054) imported before it:
+    their entries are booked on ``bank:<iban>`` when they match (or when a
+    person resolves them). Posting the whole opening balance would count
+    those twice. So the posting is the opening balance less the entries
+    already imported for this account with a booking date before that day,
+    matched or not: once they are all booked, ``bank:<iban>`` at the start
+    of the day equals the opening balance; one still in the queue shows as
+    a balance difference until it is resolved, as in any statement. Entries
+    on or after that day are this statement's own (a notification's copy is
+    recognised by its fingerprint) and are not in its opening balance.
+    """
+    if st.opening_balance_cents is None:
         return
     earlier = await conn.fetchval(
         "SELECT count(*) FROM statements WHERE debtor_account_id = $1 AND id <> $2 AND opening_balance IS NOT NULL",
         acct["id"],
         sid,
     )
-    # Only an opening balance already taken in counts: bookings from a
-    # notification (camt.054) imported before the first day statement do not,
-    # because that statement's opening balance is from before them.
+    # Only an opening balance already taken in counts.
     opened = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM transfers WHERE debit_account_id = $1 AND code = 'opening_balance') "
         "OR EXISTS (SELECT 1 FROM transfers WHERE credit_account_id = $1 AND code = 'opening_balance')",
         acct["bank_account_id"],
     )
     if earlier or opened:
+        return
+    day = (
+        st.statement_date
+        if st.entries == ()
+        else min((e.booking_date or st.statement_date for e in st.entries), default=st.statement_date)
+    )
+    seen_before: int = await conn.fetchval(
+        "SELECT coalesce(sum(CASE WHEN e.credit_debit = 'CRDT' THEN e.amount ELSE -e.amount END), 0)::bigint "
+        "FROM statement_entries e JOIN statements s ON s.id = e.statement_id "
+        "WHERE e.debtor_account_id = $1 AND coalesce(e.booking_date, e.value_date, s.statement_date) < $2",
+        acct["id"],
+        day,
+    )
+    amount = st.opening_balance_cents - seen_before
+    if amount == 0:
         return
     ids = await chart.ensure(
         conn, acct["ledger_id"], [(chart.funding(OPENING_SOURCE), "Opening balance of the bank accounts")]
@@ -405,15 +432,9 @@ async def _opening_balance(conn: Any, actor: Actor | str, st: Statement, acct: A
         "Opening balance of the bank accounts",
         ids[chart.funding(OPENING_SOURCE)],
     )
-    amount = st.opening_balance_cents
     dr, cr = (acct["bank_account_id"], ids[chart.funding(OPENING_SOURCE)])
     if amount < 0:
         dr, cr = cr, dr
-    day = (
-        st.statement_date
-        if st.entries == ()
-        else min((e.booking_date or st.statement_date for e in st.entries), default=st.statement_date)
-    )
     await post_all(
         conn,
         [

@@ -63,6 +63,70 @@ async def test_opening_balance_is_taken_when_a_notification_came_first(client: A
     await assert_ledgers_balanced(db_dsn)
 
 
+async def test_notification_dated_before_the_first_day_statement_is_not_counted_twice(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """A camt.054 booked on D-1, then the account's first camt.053 (day D), whose opening
+    balance already holds that booking: the ledger's bank account must equal the closing balance."""
+    ref = await fund_reference(client, world)
+    before = DAY - timedelta(days=1)
+    top = Entry(
+        index=0,
+        amount_cents=1000_00,
+        credit_debit="CRDT",
+        booking_date=before,
+        value_date=before,
+        bank_reference="TOP-D-1",
+        details=(TxDetail(structured_reference=ref),),
+    )
+    note = msgspec.structs.replace(statement([top], sid="NTF-1", day=before), kind="camt.054")
+    r = await client.post("/v1/statements", content=build_camt054(note), headers=xml(world))
+    assert r.status_code == 200, r.text
+    assert r.json()["top_ups"] == 1
+    # the bank's first day statement for the account: 5,000.00 at the start of D (the top-up included)
+    first = statement([], opening=5000_00, sid="STMT-D", day=DAY)
+    r = await client.post("/v1/statements", content=build_camt053(first), headers=xml(world))
+    assert r.status_code == 200, r.text
+    (s,) = r.json()["statements"]
+    assert s["ledger_balance"] == 5000_00, s
+    assert s["balance_difference"] == 0, s
+    await assert_ledgers_balanced(db_dsn)
+
+
+async def test_an_unmatched_notification_before_the_first_day_statement_is_booked_once_resolved(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """The earlier notification's line waits in the queue: the first day statement's opening
+    balance holds it, the ledger not yet. It shows as a difference, and once a person books
+    it the bank account equals the statement (not the statement plus the line)."""
+    before = DAY - timedelta(days=1)
+    stranger = Entry(
+        index=0,
+        amount_cents=12_34,
+        credit_debit="CRDT",
+        booking_date=before,
+        value_date=before,
+        bank_reference="GIFT-D-1",
+    )
+    note = msgspec.structs.replace(statement([stranger], sid="NTF-1", day=before), kind="camt.054")
+    r = await client.post("/v1/statements", content=build_camt054(note), headers=xml(world))
+    assert r.status_code == 200 and r.json()["statements"][0]["unmatched"] == 1, r.text
+    first = statement([], opening=5000_00, sid="STMT-D", day=DAY)
+    r = await client.post("/v1/statements", content=build_camt053(first), headers=xml(world))
+    assert r.status_code == 200, r.text
+    (s,) = r.json()["statements"]
+    assert (s["ledger_balance"], s["balance_difference"]) == (5000_00 - 12_34, 12_34), s
+    (q,) = (await client.get("/v1/statement-entries?state=unmatched", headers=world.h("gemeente_finance"))).json()
+    r = await client.post(
+        f"/v1/statement-entries/{q['id']}/resolve",
+        json={"action": "match_top_up", "fund_id": world.ids["kindpakket"], "reason": "gift, see mail"},
+        headers=world.h("gemeente_approver"),
+    )
+    assert r.status_code == 200, r.text
+    assert await bank_ledger(db_dsn, DAY) == 5000_00
+    await assert_ledgers_balanced(db_dsn)
+
+
 async def test_money_for_a_fund_without_a_grant_waits_in_the_queue(client: Any, world: World, db_dsn: str) -> None:
     r = await client.post(
         "/v1/funds",
