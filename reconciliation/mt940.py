@@ -183,6 +183,7 @@ def _terminates(lines: list[str], i: int, field: str) -> bool:
 
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+_NEWLINE_BYTES = re.compile(rb"\r\n|\r|\n")
 
 
 def _split(text: str) -> list[_Message]:
@@ -231,12 +232,18 @@ def parse_mt940(data: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES) -> list[St
 
     Raises ``StatementTooLarge`` over ``max_bytes``, ``UnsupportedStatement``
     when the bytes do not start like MT940, ``InvalidStatement`` (with the
-    line number) for a field that is not what MT940 says it is.
+    line number) for a field that is not what MT940 says it is or a NUL byte.
     """
     if len(data) > max_bytes:
         raise StatementTooLarge(len(data), max_bytes)
     if not looks_like_mt940(data):
         raise UnsupportedStatement("not an MT940 file: it starts with neither a SWIFT block, :20: nor :940:")
+    # No SWIFT character set holds NUL, and a store of text cannot keep it
+    # (PostgreSQL refuses U+0000 in text and jsonb): refuse the file here.
+    nul = data.find(b"\x00")
+    if nul != -1:
+        line = len(_NEWLINE_BYTES.findall(data, 0, nul)) + 1
+        raise InvalidStatement(f"line {line}: a NUL byte, which no MT940 field may hold")
     messages = _split(_decode(data))
     if not messages:
         raise InvalidStatement("MT940 file without any statement (:20:)")

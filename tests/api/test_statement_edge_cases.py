@@ -372,3 +372,20 @@ async def test_a_rejection_of_the_last_open_payment_settles_the_run(client: Any,
     assert r.json()["payments_by_state"] == {"booked": 2, "rejected": 1}
     assert r.json()["state"] == "settled"
     await assert_ledgers_balanced(db_dsn)
+
+
+async def test_mt940_with_a_nul_byte_is_a_problem_not_a_500(client: Any, world: World, db_dsn: str) -> None:
+    """PostgreSQL cannot store U+0000 in text or jsonb: the parser refuses the file, nothing is booked."""
+    mt940 = (
+        b":20:STMT-NUL\n:25:NL91ABNA0417164300\n:28C:1\n:60F:C261124EUR1,00\n"
+        b":61:2611241124C1,00NTRFNONREF//X1\n:86:/EREF/ab\x00c/\n:62F:C261124EUR2,00\n-"
+    )
+    state = await ledger_state(db_dsn)
+    r = await client.post(
+        "/v1/statements", content=mt940, headers={**world.h("gemeente_finance"), "Content-Type": "text/plain"}
+    )
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "invalid_statement" and "line 6: a NUL byte" in r.json()["detail"]
+    assert await ledger_state(db_dsn) == state
+    assert (await client.get("/v1/statements", headers=world.h("gemeente_finance"))).json() == []

@@ -214,6 +214,7 @@ def test_latin1_is_read_when_utf8_fails() -> None:
         (b":61:2611231123D", b":61:2613311123D", r"line 5: :61:: '261331' is not a date"),
         (b":62F:C261123EUR987,50\r\n", b"", "lacks its :60F: opening or :62F: closing balance"),
         (b":20:P261123000000001\r\n", b"{1:F01INGBNL2AXXXX0000000000}\r\n", "before any :20:"),
+        (b"/EREF/P2026112201", b"/EREF/P2026\x00112201", r"line 7: a NUL byte"),
     ],
 )
 def test_bad_input_names_the_line_and_the_rule(before: bytes, after: bytes, match: str) -> None:
