@@ -20,6 +20,20 @@ def expiry_entry_id(hold_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(_EXPIRY_NS, str(hold_id))
 
 
+def expiry_entry(hold_id: uuid.UUID, ledger_id: int, value_date: date) -> EntrySpec:
+    """The entry that expires one lapsed hold. Whoever expires it (this sweep,
+    or a flow closing what the hold reserved) books this same entry, so two of
+    them racing for one hold produce one entry (the second is ``exists``)."""
+    return EntrySpec(
+        id=expiry_entry_id(hold_id),
+        ledger_id=ledger_id,
+        description="hold expired",
+        value_date=value_date,
+        refs={"hold": str(hold_id)},
+        transfers=(TransferSpec(kind="expire_pending", pending_id=hold_id, code="hold_expired"),),
+    )
+
+
 async def expire_holds(conn: Any, limit: int = EXPIRE_BATCH) -> list[uuid.UUID]:
     """Expire up to ``limit`` holds whose time has passed; return their ids.
 
@@ -37,16 +51,6 @@ async def expire_holds(conn: Any, limit: int = EXPIRE_BATCH) -> list[uuid.UUID]:
     if not rows:
         return []
     today = date.today()
-    entries = [
-        EntrySpec(
-            id=expiry_entry_id(r["transfer_id"]),
-            ledger_id=r["ledger_id"],
-            description="hold expired",
-            value_date=today,
-            refs={"hold": str(r["transfer_id"])},
-            transfers=(TransferSpec(kind="expire_pending", pending_id=r["transfer_id"], code="hold_expired"),),
-        )
-        for r in rows
-    ]
+    entries = [expiry_entry(r["transfer_id"], r["ledger_id"], today) for r in rows]
     results = await apply_batch(conn, entries)
     return [r["transfer_id"] for r, res in zip(rows, results, strict=True) if res.result == "ok"]

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from ledger.engine import apply_batch
+from ledger.holds import expiry_entry
 from ledger.model import MAX_BATCH_ENTRIES, EntryResult, EntrySpec, TransferSpec, new_entry_id, transfer_id
 from settlement import audit, chart, gate
 from settlement.auth import Actor
@@ -1127,33 +1128,58 @@ async def list_redemptions(
 
 # --- closing vouchers: withdrawal and expiry ----------------------------------------
 
+_CLOSE_ATTEMPTS = 3
+
 
 async def _close_voucher(conn: Any, actor: Actor | str, row: Any, state: str) -> None:
-    """Cancel open reservations, return the unspent money to the funds, close it."""
+    """Close the open reservations, return the unspent money to the funds, close it.
+
+    A reservation whose hold has lapsed but that the expiry job has not reached
+    yet is expired here as that job would (the ledger refuses to void a lapsed
+    hold: ``pending_transfer_expired``); the others are cancelled (voided)."""
     code = "voucher_withdrawn" if state == "withdrawn" else "voucher_expired"
-    held = await conn.fetch(
-        "SELECT r.id, p.pending_transfer_id, s.ledger_id FROM reservations r JOIN reservation_parts p "
-        "ON p.reservation_id = r.id JOIN voucher_shares s ON s.voucher_id = r.voucher_id AND s.position = p.position "
-        "JOIN holds h ON h.transfer_id = p.pending_transfer_id "
-        "WHERE r.voucher_id = $1 AND r.state = 'held' AND h.state = 'pending'",
-        row["id"],
-    )
-    entries = [
-        EntrySpec(
-            id=new_entry_id(),
-            ledger_id=h["ledger_id"],
-            description=f"Reservation cancelled: voucher {state}",
-            value_date=date.today(),
-            refs={"reservation": str(h["id"])},
-            link_group=1,
-            transfers=(
-                TransferSpec(kind="void_pending", pending_id=h["pending_transfer_id"], code="reservation_cancelled"),
-            ),
+    expired: list[uuid.UUID] = []
+    for attempt in range(_CLOSE_ATTEMPTS):
+        # A hold may lapse between this read and the ledger's check (its clock
+        # is read after the lock wait): the refused batch books nothing, so read again.
+        held = await conn.fetch(
+            "SELECT r.id, p.pending_transfer_id, s.ledger_id, h.expires_at <= clock_timestamp() AS lapsed "
+            "FROM reservations r JOIN reservation_parts p ON p.reservation_id = r.id "
+            "JOIN voucher_shares s ON s.voucher_id = r.voucher_id AND s.position = p.position "
+            "JOIN holds h ON h.transfer_id = p.pending_transfer_id "
+            "WHERE r.voucher_id = $1 AND r.state = 'held' AND h.state = 'pending'",
+            row["id"],
         )
-        for h in held
-    ]
-    if entries:
-        await _book(conn, entries)
+        today = date.today()
+        lapsed_holds = [h for h in held if h["lapsed"]]
+        lapsed = [expiry_entry(h["pending_transfer_id"], h["ledger_id"], today) for h in lapsed_holds]
+        voids = [
+            EntrySpec(
+                id=new_entry_id(),
+                ledger_id=h["ledger_id"],
+                description=f"Reservation cancelled: voucher {state}",
+                value_date=today,
+                refs={"reservation": str(h["id"])},
+                link_group=1,
+                transfers=(
+                    TransferSpec(
+                        kind="void_pending", pending_id=h["pending_transfer_id"], code="reservation_cancelled"
+                    ),
+                ),
+            )
+            for h in held
+            if not h["lapsed"]
+        ]
+        if not lapsed and not voids:
+            break
+        results = await apply_batch(conn, [*lapsed, *voids])
+        expired += [h["pending_transfer_id"] for h, r in zip(lapsed_holds, results, strict=False) if r.accepted]
+        if all(r.accepted for r in results):
+            break
+        late = any("pending_transfer_expired" in r.transfer_results for r in results)
+        if not late or attempt == _CLOSE_ATTEMPTS - 1:
+            _raise_for(results)
+    await sync_expired_reservations(conn, expired)
     await conn.execute(
         "UPDATE reservations SET state = 'cancelled', closed_at = now() WHERE voucher_id = $1 AND state = 'held'",
         row["id"],

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import date, timedelta
 from typing import Any
 
+from settlement import db
+from settlement.vouchers.flows import expire_vouchers
 from tests.api.conftest import World, assert_ledgers_balanced, ledger_state
 
 
@@ -204,3 +208,86 @@ async def test_replayed_rule_failure_answers_the_same(client: Any, world: World)
     b = await client.post("/v1/redemptions", json=body, headers=h)
     assert a.status_code == b.status_code == 404
     assert a.json()["code"] == b.json()["code"] == "voucher_not_found"
+
+
+async def _lapse_reservation(db_dsn: str, reservation_id: str) -> None:
+    """Time passes: the reservation's holds lie past their expiry; the expiry job has not run yet."""
+    conn = await db.connect(db_dsn)
+    try:
+        await conn.execute(
+            "UPDATE holds SET expires_at = now() - interval '1 second' WHERE transfer_id IN "
+            "(SELECT pending_transfer_id FROM reservation_parts WHERE reservation_id = $1)",
+            uuid.UUID(reservation_id),
+        )
+    finally:
+        await conn.close()
+
+
+async def _closed_reservation(db_dsn: str, reservation_id: str) -> tuple[str, list[str], list[str]]:
+    """The reservation's state, its holds' states and the kinds of the transfers that resolved them."""
+    conn = await db.connect(db_dsn)
+    try:
+        rid = uuid.UUID(reservation_id)
+        state = await conn.fetchval("SELECT state FROM reservations WHERE id = $1", rid)
+        holds = await conn.fetch(
+            "SELECT h.state, t.kind FROM reservation_parts p JOIN holds h ON h.transfer_id = p.pending_transfer_id "
+            "LEFT JOIN transfers t ON t.pending_id = h.transfer_id WHERE p.reservation_id = $1",
+            rid,
+        )
+    finally:
+        await conn.close()
+    return state, [h["state"] for h in holds], [h["kind"] for h in holds]
+
+
+async def test_withdraw_voucher_after_its_reservation_lapsed(client: Any, world: World, db_dsn: str) -> None:
+    # One reservation lapsed (the expiry job has not reached it), one still running: withdrawing
+    # expires the first as the job would, voids the second, and all 10,000 go back to the fund.
+    before = await overview(client, world)
+    v = await issue(client, world, amount=10_000)
+    ids = []
+    for amount in (4_000, 1_000):
+        r = await client.post(
+            "/v1/reservations",
+            headers=world.h("bike_shop"),
+            json={"voucher_code": v["code"], "amount": amount, "description": "x"},
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    await _lapse_reservation(db_dsn, ids[0])
+    r = await client.post(f"/v1/vouchers/{v['id']}/withdraw", headers=world.h("gemeente_finance"))
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "withdrawn"
+    assert await _closed_reservation(db_dsn, ids[0]) == ("expired", ["expired"], ["expire_pending"])
+    assert await _closed_reservation(db_dsn, ids[1]) == ("cancelled", ["voided"], ["void_pending"])
+    after = await overview(client, world)
+    assert after["available"] == before["available"]
+    assert after["reserved"] == before["reserved"]
+    assert_adds_up(after)
+    await assert_ledgers_balanced(db_dsn)
+
+
+async def test_expiry_sweep_with_a_lapsed_reservation(client: Any, world: World, db_dsn: str) -> None:
+    # The year-end sweep meets a reservation whose hold lapsed before the hold expiry job ran:
+    # it expires the hold itself instead of aborting its whole batch.
+    v = await issue(client, world, amount=10_000)
+    r = await client.post(
+        "/v1/reservations",
+        headers=world.h("bike_shop"),
+        json={"voucher_code": v["code"], "amount": 4_000, "description": "x"},
+    )
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    await _lapse_reservation(db_dsn, rid)
+    conn = await db.connect(db_dsn)
+    try:
+        day_after = date.fromisoformat(v["valid_until"]) + timedelta(days=1)
+        async with conn.transaction():
+            assert await expire_vouchers(conn, today=day_after) >= 1
+        assert await conn.fetchval("SELECT state FROM vouchers WHERE id = $1", uuid.UUID(v["id"])) == "expired"
+    finally:
+        await conn.close()
+    assert await _closed_reservation(db_dsn, rid) == ("expired", ["expired"], ["expire_pending"])
+    r = await client.get(f"/v1/vouchers/{v['id']}", headers=world.h("gemeente_finance"))
+    assert (r.json()["state"], r.json()["available"], r.json()["spent"]) == ("expired", 0, 0)
+    assert_adds_up(await overview(client, world))  # the sweep closed the world's other vouchers too
+    await assert_ledgers_balanced(db_dsn)
