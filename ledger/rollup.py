@@ -35,6 +35,11 @@ def start_of(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=LOCAL)
 
 
+def local_day(at: datetime) -> date:
+    """The local day an instant was recorded on: ``start_of(local_day(t)) <= t < start_of(local_day(t) + 1 day)``."""
+    return at.astimezone(LOCAL).date()
+
+
 def last_finished_day(now: datetime | None = None) -> date:
     now = (now or datetime.now(UTC)).astimezone(LOCAL)
     return (now - SETTLE_MARGIN).date() - timedelta(days=1)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from ledger.rollup import balances_on, start_of
+from ledger.rollup import balances_on, local_day, start_of
 from settlement import chart
 from settlement.auth import Actor
 from settlement.payouts.flows import READ_ROLES
@@ -49,7 +49,8 @@ async def _transactions(conn: Any, ledger_id: int, year: int) -> AsyncIterator[X
 
 def _transaction(rows: list[Any]) -> XafTransaction:
     first = rows[0]
-    day = first["created_at"].astimezone(UTC).date()
+    # the local day of recording: the year is selected by local days (start_of), as the journal and trial balance are
+    day = local_day(first["created_at"])
     lines: list[XafLine] = []
     for r in rows:
         sides: tuple[tuple[Literal["D", "C"], str], ...] = (
@@ -106,7 +107,7 @@ async def auditfile(conn: Any, actor: Actor | str, year: int, *, sponsor_id: int
         end_date=date(year, 12, 31),
         company_name=sponsor["name"],
         company_ident=str(sponsor["organisation_id"]),
-        date_created=datetime.now(UTC).date(),
+        date_created=local_day(datetime.now(UTC)),
         software_version=SOFTWARE_VERSION,
     )
     return build_xaf(

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from lxml import etree
 
+from ledger.rollup import LOCAL
 from reconciliation.synth import build_camt053
 from settlement import db
+from settlement.books.xaf import _transaction
 from tests.api.test_payouts_api import approve, download, export, new_run
 from tests.api.test_statements_api import batch_entry, statement, xml
 from tests.api.test_vouchers_api import issue, overview
@@ -133,6 +136,33 @@ async def test_auditfile_validates(client: Any, world: World) -> None:
     debit = Decimal(doc.findtext(".//x:transactions/x:totalDebit", namespaces=ns))
     credit = Decimal(doc.findtext(".//x:transactions/x:totalCredit", namespaces=ns))
     assert debit == credit > 0
+
+
+def _xaf_row(at: datetime) -> dict[str, object]:
+    return {
+        "id": uuid.UUID(int=1),
+        "seq": 1,
+        "created_at": at,
+        "value_date": at.date(),
+        "description": "Voucher V-AAAA-BBBB-CCCC issued",
+        "amount": 35_000,
+        "dr": "fund:1",
+        "cr": "voucher:V-AAAA-BBBB-CCCC",
+    }
+
+
+def test_xaf_transaction_date_is_the_local_day_of_recording() -> None:
+    # Recorded at half past midnight on New Year's Day in the Netherlands (23:30 UTC on 31 December):
+    # the 2026 auditfile selects it (local day boundaries, ledger.rollup.start_of), so its trDt and
+    # periodNumber are 1 January and period 1, the day the journal and trial balance put it on.
+    tx = _transaction([_xaf_row(datetime(2026, 1, 1, 0, 30, tzinfo=LOCAL))])
+    assert (tx.date, tx.period) == (date(2026, 1, 1), 1)
+
+
+def test_xaf_month_end_entry_in_its_own_month() -> None:
+    # 1 May 01:15 local (CEST) is 30 April 23:15 UTC; given in UTC as the database returns it
+    tx = _transaction([_xaf_row(datetime(2026, 5, 1, 1, 15, tzinfo=LOCAL).astimezone(UTC))])
+    assert (tx.date, tx.period) == (date(2026, 5, 1), 5)
 
 
 async def test_supplier_statement_and_trace(client: Any, world: World) -> None:
