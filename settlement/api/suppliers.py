@@ -55,7 +55,8 @@ class SupplierController(Controller):
         "/suppliers/{supplier_id:int}/bank-details",
         summary="Request a change of bank details",
         description="By the supplier itself or a sponsor's finance team. Pending until a sponsor approver "
-        "other than the requester approves it; payouts never use pending details.",
+        "other than the requester approves it; payouts never use pending details. The holder name must keep "
+        "a letter or digit in the SEPA (EPC) character set that payment files use (422 holder_name_invalid).",
     )
     async def request_change(
         self,
