@@ -54,8 +54,10 @@ class SupplierController(Controller):
     @post(
         "/suppliers/{supplier_id:int}/bank-details",
         summary="Request a change of bank details",
-        description="By the supplier itself or a sponsor's finance team. Pending until a sponsor approver "
-        "other than the requester approves it; payouts never use pending details. The holder name must keep "
+        description="By the supplier itself, or the finance team of a sponsor that deals with the supplier "
+        "(holds its payable account; otherwise 404 supplier_not_found). Pending until an approver who may "
+        "decide it approves it (see GET /v1/bank-detail-requests); payouts never use pending details. "
+        "The holder name must keep "
         "a letter or digit in the SEPA (EPC) character set that payment files use (422 holder_name_invalid).",
     )
     async def request_change(
@@ -75,7 +77,14 @@ class SupplierController(Controller):
             lambda conn: flows.request_bank_details(conn, actor, supplier_id, data.iban, data.bic, data.holder_name),
         )
 
-    @get("/bank-detail-requests", summary="Pending bank-detail changes")
+    @get(
+        "/bank-detail-requests",
+        summary="Pending bank-detail changes the caller's sponsor may decide",
+        description="A change a sponsor's finance team requested: that sponsor's approvers. A change the supplier "
+        "requested: the approvers of any sponsor that deals with the supplier (holds its payable account), or of "
+        "any sponsor while none does (its first details). Never the requesting token, never the supplier's own "
+        "organisation (403 approver_is_the_supplier); any other request answers 404 to approve and reject.",
+    )
     async def pending(self, actor: Actor, app_state: NamedDependency[AppState]) -> list[flows.BankDetails]:
         out: list[flows.BankDetails] = await in_transaction(
             app_state.pool, lambda conn: flows.list_pending(conn, actor)

@@ -1,6 +1,22 @@
 """Suppliers and their bank details: a change is a request that a sponsor
 approver other than the requester accepts (four eyes). Payouts never use
-pending or blocked details."""
+pending or blocked details.
+
+Suppliers are shared between sponsors, so no one sponsor may redirect what
+the others pay (DESIGN.md "Security"). A sponsor has *dealings* with a
+supplier when its ledger holds the supplier's payable account
+(``payable:<supplier>``, made at the supplier's first reservation or
+redemption on one of its vouchers).
+
+- A sponsor's finance team may request a change only for a supplier it has
+  dealings with (else 404, as for an unknown supplier); the supplier may
+  request its own.
+- A change a sponsor's token requested is decided only by an approver of that
+  same sponsor; one the supplier requested, by an approver of any sponsor
+  with dealings with it, or of any sponsor while it has dealings with none
+  (its first details). Never by the requesting token, and never by the
+  supplier's own organisation (one that is sponsor and supplier both).
+"""
 
 from __future__ import annotations
 
@@ -43,6 +59,23 @@ class Supplier(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _BD_COLS = "id, supplier_id, iban, bic, holder_name, state, requested_at, requested_by, decided_by, decided_at, reason"
+
+
+def _dealings(supplier: str, sponsor: str | None) -> str:
+    """SQL: has the sponsor (any sponsor, for None) dealings with the supplier? Both are SQL expressions."""
+    scope = "" if sponsor is None else f" WHERE s.organisation_id = {sponsor}"
+    return (
+        "EXISTS (SELECT 1 FROM sponsors s JOIN accounts a ON a.ledger_id = s.ledger_id "
+        f"AND a.code = 'payable:' || {supplier}{scope})"
+    )
+
+
+# May the sponsor $1 decide the request b, made with the token t? (the module's docstring)
+_DECIDABLE = (
+    f"(b.supplier_id <> $1 AND CASE WHEN t.role = 'supplier' "
+    f"THEN {_dealings('b.supplier_id', '$1')} OR NOT {_dealings('b.supplier_id', None)} "
+    "ELSE t.organisation_id = $1 END)"
+)
 
 
 def _bd(r: Any) -> BankDetails:
@@ -99,6 +132,11 @@ async def request_bank_details(
     exists = await conn.fetchval("SELECT 1 FROM suppliers WHERE organisation_id = $1", supplier_id)
     if not exists:
         raise NotFound("no such supplier", code="supplier_not_found")
+    if actor.role == "sponsor_finance" and not await conn.fetchval(
+        "SELECT " + _dealings("$1::bigint", "$2"), supplier_id, actor.organisation_id
+    ):
+        # a supplier this sponsor has never paid: it may not redirect what other sponsors pay it
+        raise NotFound("no such supplier", code="supplier_not_found")
     compact, bic_ = check_iban(iban, bic)
     if not epc_name(holder_name):
         # pain.001 carries the name reduced to the EPC set; a name of which nothing is left
@@ -129,10 +167,15 @@ async def request_bank_details(
 
 
 async def list_pending(conn: Any, actor: Actor) -> list[BankDetails]:
+    """The pending changes the caller's sponsor may decide (the module's docstring)."""
     if actor.role not in ("sponsor_approver", "sponsor_finance", "auditor"):
         raise Forbidden("only sponsor teams review bank-detail changes", code="role_not_allowed")
+    cols = ", ".join(f"b.{c}" for c in _BD_COLS.split(", "))
     rows = await conn.fetch(
-        f"SELECT {_BD_COLS} FROM supplier_bank_details WHERE state = 'pending' ORDER BY id LIMIT $1", MAX_LIST
+        f"SELECT {cols} FROM supplier_bank_details b JOIN api_tokens t ON t.id = b.requested_by "
+        f"WHERE b.state = 'pending' AND {_DECIDABLE} ORDER BY b.id LIMIT $2",
+        actor.organisation_id,
+        MAX_LIST,
     )
     return [_bd(r) for r in rows]
 
@@ -142,6 +185,19 @@ async def decide(conn: Any, actor: Actor, request_id: int, approve: bool, reason
         raise Forbidden("a sponsor approver decides bank-detail changes", code="role_not_allowed")
     row = await conn.fetchrow(f"SELECT {_BD_COLS} FROM supplier_bank_details WHERE id = $1 FOR UPDATE", request_id)
     if row is None:
+        raise NotFound("no such bank-detail request", code="bank_details_not_found")
+    if row["supplier_id"] == actor.organisation_id:
+        raise Forbidden(
+            "four eyes: an organisation does not approve its own bank details, another sponsor must",
+            code="approver_is_the_supplier",
+        )
+    decidable = await conn.fetchval(
+        f"SELECT {_DECIDABLE} FROM supplier_bank_details b JOIN api_tokens t ON t.id = b.requested_by WHERE b.id = $2",
+        actor.organisation_id,
+        request_id,
+    )
+    if not decidable:
+        # another sponsor's request, or a supplier this sponsor has no dealings with: not its to see
         raise NotFound("no such bank-detail request", code="bank_details_not_found")
     if row["state"] != "pending":
         raise Conflict(f"this request is already {row['state']}", code="bank_details_not_pending")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 
+from settlement import db
 from tests.api.conftest import World, ledger_state
 from tests.api.test_vouchers_api import issue
 
@@ -155,6 +157,134 @@ async def test_bank_details_four_eyes(client: Any, world: World) -> None:
         json={"reason": "not matching KvK"},
     )
     assert r.json()["state"] == "rejected"
+
+
+async def _new_org(
+    client: Any, world: World, name: str, kinds: list[str], roles: list[str]
+) -> tuple[int, dict[str, dict[str, str]]]:
+    """An organisation made by the platform admin, and one token header per role."""
+    body: dict[str, Any] = {"name": name, "kinds": kinds}
+    if "supplier" in kinds:
+        body["supplier_category"] = "clothing_bank"
+    r = await client.post("/v1/organisations", headers=world.h("admin"), json=body)
+    assert r.status_code == 201, r.text
+    org = r.json()["id"]
+    tokens = {}
+    for role in roles:
+        r = await client.post(
+            f"/v1/organisations/{org}/tokens", headers=world.h("admin"), json={"role": role, "name": role}
+        )
+        assert r.status_code == 201, r.text
+        tokens[role] = {"Authorization": f"Bearer {r.json()['token']}"}
+    return org, tokens
+
+
+async def _request_details(
+    client: Any, headers: dict[str, str], supplier: int, iban: str = "NL91ABNA0417164300"
+) -> Any:
+    headers = {"Idempotency-Key": f"bd-{uuid.uuid4()}", **headers}
+    return await client.post(
+        f"/v1/suppliers/{supplier}/bank-details", headers=headers, json={"iban": iban, "holder_name": "Nieuwe naam"}
+    )
+
+
+async def _pending_ids(client: Any, world: World, who: str) -> set[int]:
+    r = await client.get("/v1/bank-detail-requests", headers=world.h(who))
+    assert r.status_code == 200, r.text
+    return {x["id"] for x in r.json()}
+
+
+async def test_supplier_org_cannot_approve_its_own_bank_details(client: Any, world: World) -> None:
+    # A foundation that both co-funds vouchers and runs a clothing bank: one organisation, sponsor and supplier.
+    org, tokens = await _new_org(
+        client, world, "Stichting Kledingbank en Fonds", ["sponsor", "supplier"], ["supplier", "sponsor_approver"]
+    )
+    r = await _request_details(client, {**tokens["supplier"], "Idempotency-Key": "bd-1"}, org)
+    assert r.status_code == 201, r.text
+    req = r.json()["id"]
+    # its own approver token is a different token, but not a second, independent pair of eyes
+    r = await client.post(
+        f"/v1/bank-detail-requests/{req}/approve", headers={**tokens["sponsor_approver"], "Idempotency-Key": "bd-2"}
+    )
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == "approver_is_the_supplier"
+    r = await client.get("/v1/bank-detail-requests", headers=tokens["sponsor_approver"])
+    assert req not in {x["id"] for x in r.json()}
+    # its first details (no dealings with any sponsor yet): another sponsor's approver decides
+    assert req in await _pending_ids(client, world, "gemeente_approver")
+    r = await client.post(f"/v1/bank-detail-requests/{req}/approve", headers=world.h("gemeente_approver"))
+    assert r.status_code == 200 and r.json()["state"] == "active", r.text
+
+
+async def test_sponsor_requests_bank_details_only_for_suppliers_it_deals_with(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    # Leergeld pays the bike shop (co-funded bikes), never the sports club
+    club = world.ids["sports_club"]
+    r = await _request_details(client, world.h("leergeld_finance"), club)
+    assert r.status_code == 404 and r.json()["code"] == "supplier_not_found", r.text
+    conn = await db.connect(db_dsn)
+    try:
+        n = await conn.fetchval("SELECT count(*) FROM supplier_bank_details WHERE supplier_id = $1", club)
+    finally:
+        await conn.close()
+    assert n == 1  # the active details only
+    r = await _request_details(client, world.h("leergeld_finance"), world.ids["bike_shop"])
+    assert r.status_code == 201, r.text
+    r = await _request_details(client, world.h("gemeente_finance"), club)
+    assert r.status_code == 201, r.text
+
+
+async def test_sponsor_requested_change_is_decided_by_that_sponsor_only(client: Any, world: World) -> None:
+    # The bike shop is paid by both sponsors; Leergeld's finance team asks for a new IBAN
+    r = await _request_details(client, world.h("leergeld_finance"), world.ids["bike_shop"])
+    assert r.status_code == 201, r.text
+    req = r.json()["id"]
+    # the gemeente also pays the shop, but cannot approve what Leergeld asked (nor see it waiting)
+    for who in ("gemeente_approver", "gemeente_finance", "auditor"):
+        assert req not in await _pending_ids(client, world, who), who
+    for verb in ("approve", "reject"):
+        r = await client.post(f"/v1/bank-detail-requests/{req}/{verb}", headers=world.h("gemeente_approver"))
+        assert r.status_code == 404 and r.json()["code"] == "bank_details_not_found", r.text
+    for who in ("leergeld_approver", "leergeld_finance"):
+        assert req in await _pending_ids(client, world, who), who
+    r = await client.post(f"/v1/bank-detail-requests/{req}/approve", headers=world.h("leergeld_approver"))
+    assert r.status_code == 200 and r.json()["state"] == "active", r.text
+
+
+async def test_supplier_requested_change_is_decided_by_a_sponsor_it_deals_with(client: Any, world: World) -> None:
+    # The sports club is paid by the gemeente only: Leergeld's approver may not redirect its money
+    r = await _request_details(client, world.h("sports_club"), world.ids["sports_club"])
+    assert r.status_code == 201, r.text
+    club_req = r.json()["id"]
+    assert club_req not in await _pending_ids(client, world, "leergeld_approver")
+    r = await client.post(f"/v1/bank-detail-requests/{club_req}/approve", headers=world.h("leergeld_approver"))
+    assert r.status_code == 404 and r.json()["code"] == "bank_details_not_found", r.text
+    assert club_req in await _pending_ids(client, world, "gemeente_approver")
+    r = await client.post(f"/v1/bank-detail-requests/{club_req}/approve", headers=world.h("gemeente_approver"))
+    assert r.status_code == 200 and r.json()["state"] == "active", r.text
+    # the bike shop is paid by both: either sponsor's approver decides its own request
+    r = await _request_details(client, world.h("bike_shop"), world.ids["bike_shop"])
+    shop_req = r.json()["id"]
+    assert shop_req in await _pending_ids(client, world, "gemeente_approver")
+    assert shop_req in await _pending_ids(client, world, "leergeld_approver")
+    r = await client.post(f"/v1/bank-detail-requests/{shop_req}/reject", headers=world.h("leergeld_approver"))
+    assert r.status_code == 200 and r.json()["state"] == "rejected", r.text
+
+
+async def test_first_bank_details_of_a_new_supplier_any_sponsor_approves(client: Any, world: World) -> None:
+    org, tokens = await _new_org(client, world, "Bibliotheek Westerkwartier", ["supplier"], ["supplier"])
+    r = await _request_details(client, tokens["supplier"], org)
+    assert r.status_code == 201, r.text
+    req = r.json()["id"]
+    # no sponsor deals with it yet: its first details go to any sponsor's approver
+    assert req in await _pending_ids(client, world, "gemeente_approver")
+    assert req in await _pending_ids(client, world, "leergeld_approver")
+    # but no sponsor's finance team may ask for a change on it
+    r = await _request_details(client, world.h("gemeente_finance"), org)
+    assert r.status_code == 404 and r.json()["code"] == "supplier_not_found", r.text
+    r = await client.post(f"/v1/bank-detail-requests/{req}/approve", headers=world.h("leergeld_approver"))
+    assert r.status_code == 200 and r.json()["state"] == "active", r.text
 
 
 async def test_admin_creates_orgs_and_tokens(client: Any, world: World) -> None:
