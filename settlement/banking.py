@@ -5,7 +5,24 @@ from __future__ import annotations
 from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
 
+from sepa.rules import epc_name
 from settlement.errors import ValidationFailed
+
+
+def check_holder_name(name: str, *, field: str = "holder_name") -> None:
+    """Refuse an account holder's name of which nothing is left in the EPC set.
+
+    pain.001 carries names reduced to the SEPA (EPC) character set; a name
+    with no letter or digit there (Greek, Cyrillic, CJK or emoji only) would
+    make every payment file naming this account invalid.
+    """
+    if not epc_name(name):
+        raise ValidationFailed(
+            f"{field} has no letters or digits of the SEPA (EPC) character set, so no payment can name the "
+            "account holder; write it in Latin letters",
+            code="holder_name_invalid",
+            errors=[{"field": field, "message": "empty after reduction to the EPC character set"}],
+        )
 
 
 def check_iban(value: str, bic: str | None = None, *, field: str = "iban") -> tuple[str, str]:

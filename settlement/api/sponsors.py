@@ -59,7 +59,11 @@ class SponsorController(Controller):
     @post(
         "/debtor-accounts",
         summary="Register a bank account the sponsor pays from",
-        description="IBAN checked (checksum, structure, known bank); BIC derived when not given.",
+        description=(
+            "IBAN checked (checksum, structure, known bank); BIC derived when not given. The holder name must "
+            "keep a letter or digit in the SEPA (EPC) character set that payment files use "
+            "(422 holder_name_invalid)."
+        ),
     )
     async def add_debtor(
         self,

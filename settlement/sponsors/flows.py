@@ -13,7 +13,7 @@ from ledger.engine import apply_batch
 from ledger.model import EntrySpec, TransferSpec
 from settlement import audit, chart
 from settlement.auth import Actor
-from settlement.banking import check_iban
+from settlement.banking import check_holder_name, check_iban
 from settlement.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from settlement.references import fund_top_up_reference
 
@@ -82,6 +82,7 @@ async def add_debtor_account(
 ) -> DebtorAccount:
     sponsor = await sponsor_of(conn, actor)
     compact, bic_ = check_iban(iban, bic)
+    check_holder_name(holder_name)
     ids = await chart.ensure(
         conn,
         sponsor.ledger_id,

@@ -25,11 +25,10 @@ from typing import Any
 
 import msgspec
 
-from sepa.rules import epc_name
 from settlement import audit
 from settlement.auth import Actor
-from settlement.banking import check_iban
-from settlement.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from settlement.banking import check_holder_name, check_iban
+from settlement.errors import Conflict, Forbidden, NotFound
 
 MAX_LIST = 500
 
@@ -138,15 +137,7 @@ async def request_bank_details(
         # a supplier this sponsor has never paid: it may not redirect what other sponsors pay it
         raise NotFound("no such supplier", code="supplier_not_found")
     compact, bic_ = check_iban(iban, bic)
-    if not epc_name(holder_name):
-        # pain.001 carries the name reduced to the EPC set; a name of which nothing is left
-        # (Greek, Cyrillic, CJK, emoji only) would make every payout file to this supplier invalid
-        raise ValidationFailed(
-            "holder_name has no letters or digits of the SEPA (EPC) character set, so no payment can name the "
-            "account holder; write it in Latin letters",
-            code="holder_name_invalid",
-            errors=[{"field": "holder_name", "message": "empty after reduction to the EPC character set"}],
-        )
+    check_holder_name(holder_name)
     # a newer request replaces an undecided older one
     await conn.execute(
         "UPDATE supplier_bank_details SET state = 'superseded' WHERE supplier_id = $1 AND state = 'pending'",

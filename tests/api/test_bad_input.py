@@ -18,6 +18,8 @@ from tests.api.test_vouchers_api import issue
         ({"iban": "NL64XXXX0123456789", "holder_name": "x"}, 422, "iban_unknown_bank"),
         ({"iban": "NL91ABNA0417164300", "holder_name": "x", "bic": "DEUTDEFF"}, 422, "bic_country_mismatch"),
         ({"iban": "NL91ABNA0417164300"}, 422, "validation_failed"),
+        # nothing left in the EPC set: no payment file could name the debtor
+        ({"iban": "NL91ABNA0417164300", "holder_name": "Δήμος 東京"}, 422, "holder_name_invalid"),
     ],
 )
 async def test_debtor_account_iban_checks(
