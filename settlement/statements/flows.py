@@ -406,11 +406,7 @@ async def _opening_balance(conn: Any, actor: Actor | str, st: Statement, acct: A
     )
     if earlier or opened:
         return
-    day = (
-        st.statement_date
-        if st.entries == ()
-        else min((e.booking_date or st.statement_date for e in st.entries), default=st.statement_date)
-    )
+    day = min((e.booking_date or st.statement_date for e in st.entries), default=st.statement_date)
     seen_before: int = await conn.fetchval(
         "SELECT coalesce(sum(CASE WHEN e.credit_debit = 'CRDT' THEN e.amount ELSE -e.amount END), 0)::bigint "
         "FROM statement_entries e JOIN statements s ON s.id = e.statement_id "

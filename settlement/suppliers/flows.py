@@ -69,6 +69,10 @@ def _dealings(supplier: str, sponsor: str | None) -> str:
     )
 
 
+# The same columns of the request as ``b`` (joined with its token as ``t``).
+_BD_COLS_B = ", ".join(f"b.{c}" for c in _BD_COLS.split(", "))
+_REQUEST_AND_REQUESTER = "supplier_bank_details b JOIN api_tokens t ON t.id = b.requested_by"
+
 # May the sponsor $1 decide the request b, made with the token t? (the module's docstring)
 _DECIDABLE = (
     f"(b.supplier_id <> $1 AND CASE WHEN t.role = 'supplier' "
@@ -161,9 +165,8 @@ async def list_pending(conn: Any, actor: Actor) -> list[BankDetails]:
     """The pending changes the caller's sponsor may decide (the module's docstring)."""
     if actor.role not in ("sponsor_approver", "sponsor_finance", "auditor"):
         raise Forbidden("only sponsor teams review bank-detail changes", code="role_not_allowed")
-    cols = ", ".join(f"b.{c}" for c in _BD_COLS.split(", "))
     rows = await conn.fetch(
-        f"SELECT {cols} FROM supplier_bank_details b JOIN api_tokens t ON t.id = b.requested_by "
+        f"SELECT {_BD_COLS_B} FROM {_REQUEST_AND_REQUESTER} "
         f"WHERE b.state = 'pending' AND {_DECIDABLE} ORDER BY b.id LIMIT $2",
         actor.organisation_id,
         MAX_LIST,
@@ -174,7 +177,11 @@ async def list_pending(conn: Any, actor: Actor) -> list[BankDetails]:
 async def decide(conn: Any, actor: Actor, request_id: int, approve: bool, reason: str | None) -> BankDetails:
     if actor.role != "sponsor_approver":
         raise Forbidden("a sponsor approver decides bank-detail changes", code="role_not_allowed")
-    row = await conn.fetchrow(f"SELECT {_BD_COLS} FROM supplier_bank_details WHERE id = $1 FOR UPDATE", request_id)
+    row = await conn.fetchrow(
+        f"SELECT {_BD_COLS_B}, {_DECIDABLE} AS decidable FROM {_REQUEST_AND_REQUESTER} WHERE b.id = $2 FOR UPDATE OF b",
+        actor.organisation_id,
+        request_id,
+    )
     if row is None:
         raise NotFound("no such bank-detail request", code="bank_details_not_found")
     if row["supplier_id"] == actor.organisation_id:
@@ -182,12 +189,7 @@ async def decide(conn: Any, actor: Actor, request_id: int, approve: bool, reason
             "four eyes: an organisation does not approve its own bank details, another sponsor must",
             code="approver_is_the_supplier",
         )
-    decidable = await conn.fetchval(
-        f"SELECT {_DECIDABLE} FROM supplier_bank_details b JOIN api_tokens t ON t.id = b.requested_by WHERE b.id = $2",
-        actor.organisation_id,
-        request_id,
-    )
-    if not decidable:
+    if not row["decidable"]:
         # another sponsor's request, or a supplier this sponsor has no dealings with: not its to see
         raise NotFound("no such bank-detail request", code="bank_details_not_found")
     if row["state"] != "pending":
