@@ -1173,7 +1173,9 @@ async def _close_voucher(conn: Any, actor: Actor | str, row: Any, state: str) ->
         if not lapsed and not voids:
             break
         results = await apply_batch(conn, [*lapsed, *voids])
-        expired += [h["pending_transfer_id"] for h, r in zip(lapsed_holds, results, strict=False) if r.accepted]
+        expired += [
+            h["pending_transfer_id"] for h, r in zip(lapsed_holds, results[: len(lapsed)], strict=True) if r.accepted
+        ]
         if all(r.accepted for r in results):
             break
         late = any("pending_transfer_expired" in r.transfer_results for r in results)
