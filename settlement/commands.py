@@ -103,6 +103,53 @@ def tokens_create(ctx: click.Context, organisation_id: int | None, role: str, na
     click.echo(secret)
 
 
+@tokens.command("list")
+@click.option("--organisation", "organisation_id", type=int, default=None, help="Only this organisation's tokens.")
+@click.option("--active", is_flag=True, help="Only tokens that are not revoked.")
+@click.pass_context
+def tokens_list(ctx: click.Context, organisation_id: int | None, active: bool) -> None:
+    """List tokens (id, organisation, role, holder, prefix, created, revoked); never a secret."""
+    from settlement.orgs import flows
+
+    async def fn(conn: Any, _: str) -> list[Any]:
+        out: list[Any] = []
+        after = 0
+        while True:
+            page = await flows.list_tokens(
+                conn,
+                organisation_id=organisation_id,
+                revoked=False if active else None,
+                after=after,
+                limit=flows.MAX_TOKENS_PAGE,
+            )
+            out.extend(page)
+            if len(page) < flows.MAX_TOKENS_PAGE:
+                return out
+            after = page[-1].id
+
+    for t in _run(ctx, fn):
+        revoked = t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "-"
+        click.echo(
+            f"{t.id}\torg {t.organisation_id}\t{t.role}\t{t.prefix}...\t"
+            f"created {t.created_at.isoformat(timespec='seconds')}\trevoked {revoked}\t{t.name}"
+        )
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_context
+def tokens_revoke(ctx: click.Context, token_id: int) -> None:
+    """Revoke a token (audited as system:cli). Running API processes stop accepting it within 5 seconds."""
+    from settlement.orgs import flows
+
+    async def fn(conn: Any, _: str) -> Any:
+        async with conn.transaction():
+            return await flows.revoke_token(conn, "system:cli", token_id)
+
+    t = _run(ctx, fn)
+    click.echo(f"token {t.id} ({t.role}, {t.name}) revoked at {t.revoked_at.isoformat(timespec='seconds')}")
+
+
 @click.group()
 def ledger() -> None:
     """The double-entry ledger."""

@@ -122,7 +122,43 @@ class OrganisationController(Controller):
             stored=_without_secret,
         )
 
-    @post("/tokens/{token_id:int}/revoke", summary="Revoke an API token (platform admin)", status_code=200)
+    @get(
+        "/tokens",
+        summary="List API tokens (platform admin)",
+        description=(
+            "Every organisation's tokens by id: role, holder's name, the first characters of the secret "
+            "(`prefix`, to recognise a token someone reports as leaked) and when it was created and revoked. "
+            "Never a secret. Filter with `organisation_id` and `revoked`; page with `after` (the last id seen)."
+        ),
+    )
+    async def tokens(
+        self,
+        actor: Actor,
+        app_state: NamedDependency[AppState],
+        organisation_id: Annotated[int | None, Parameter(ge=1)] = None,
+        revoked: bool | None = None,
+        after: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=flows.MAX_TOKENS_PAGE)] = 100,
+    ) -> list[flows.TokenInfo]:
+        require(actor, "platform_admin")
+        result: list[flows.TokenInfo] = await in_transaction(
+            app_state.pool,
+            lambda conn: flows.list_tokens(
+                conn, organisation_id=organisation_id, revoked=revoked, after=after, limit=limit
+            ),
+        )
+        return result
+
+    @post(
+        "/tokens/{token_id:int}/revoke",
+        summary="Revoke an API token (platform admin)",
+        description=(
+            "The token stops working in this process at once and in every other API process within "
+            "5 seconds (their token cache). Revoking a revoked token answers the same and changes nothing. "
+            "Without a working admin token: `settlement tokens revoke ID` on the server."
+        ),
+        status_code=200,
+    )
     async def revoke(
         self,
         request: Request[Any, Any, Any],

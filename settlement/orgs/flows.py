@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -12,6 +13,7 @@ from settlement.auth import ROLE_NEEDS_KIND, Actor, create_token
 from settlement.errors import NotFound, ValidationFailed
 
 MAX_ORGANISATIONS_PAGE = 200
+MAX_TOKENS_PAGE = 200
 
 
 class Organisation(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,12 +32,32 @@ class TokenCreated(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TokenInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A token as lists show it: never its secret, only the first characters to recognise it by."""
+
     id: int
     organisation_id: int
     role: str
     name: str
     prefix: str
     revoked: bool
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+_TOKEN_COLS = "id, organisation_id, role, name, prefix, created_at, revoked_at"  # noqa: S105 - column names, not a secret
+
+
+def _token_info(row: Any) -> TokenInfo:
+    return TokenInfo(
+        id=row["id"],
+        organisation_id=row["organisation_id"],
+        role=row["role"],
+        name=row["name"],
+        prefix=row["prefix"],
+        revoked=row["revoked_at"] is not None,
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
 
 
 async def create_organisation(
@@ -121,20 +143,42 @@ async def issue_token(conn: Any, actor: Actor | str, organisation_id: int, role:
     return TokenCreated(id=token_id, organisation_id=organisation_id, role=role, name=name, token=secret)
 
 
-async def revoke_token(conn: Any, actor: Actor, token_id: int) -> TokenInfo:
+async def revoke_token(conn: Any, actor: Actor | str, token_id: int) -> TokenInfo:
+    """Revoke a token (revoking it again changes nothing and answers the same)."""
+    before = await conn.fetchrow(f"SELECT {_TOKEN_COLS} FROM api_tokens WHERE id = $1 FOR UPDATE", token_id)
+    if before is None:
+        raise NotFound("no such token", code="token_not_found")
+    if before["revoked_at"] is not None:
+        return _token_info(before)
     row = await conn.fetchrow(
-        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 "
-        "RETURNING id, organisation_id, role, name, prefix",
+        f"UPDATE api_tokens SET revoked_at = now() WHERE id = $1 RETURNING {_TOKEN_COLS}",
         token_id,
     )
-    if row is None:
-        raise NotFound("no such token", code="token_not_found")
-    await audit.record(conn, actor, "token.revoked", "api_token", token_id)
-    return TokenInfo(
-        id=row["id"],
-        organisation_id=row["organisation_id"],
-        role=row["role"],
-        name=row["name"],
-        prefix=row["prefix"],
-        revoked=True,
+    sponsor_id = await conn.fetchval(
+        "SELECT organisation_id FROM sponsors WHERE organisation_id = $1", row["organisation_id"]
     )
+    await audit.record(
+        conn,
+        actor,
+        "token.revoked",
+        "api_token",
+        token_id,
+        sponsor_id=sponsor_id,
+        after={"organisation_id": row["organisation_id"], "role": row["role"], "name": row["name"]},
+    )
+    return _token_info(row)
+
+
+async def list_tokens(
+    conn: Any, *, organisation_id: int | None, revoked: bool | None, after: int, limit: int
+) -> list[TokenInfo]:
+    """Tokens by id, optionally of one organisation and only (not) revoked ones."""
+    rows = await conn.fetch(
+        f"SELECT {_TOKEN_COLS} FROM api_tokens WHERE id > $1 AND ($2::bigint IS NULL OR organisation_id = $2) "
+        "AND ($3::boolean IS NULL OR (revoked_at IS NOT NULL) = $3) ORDER BY id LIMIT $4",
+        after,
+        organisation_id,
+        revoked,
+        min(limit, MAX_TOKENS_PAGE),
+    )
+    return [_token_info(r) for r in rows]

@@ -317,6 +317,59 @@ async def test_admin_creates_orgs_and_tokens(client: Any, world: World) -> None:
     assert r.status_code == 403
 
 
+async def test_admin_lists_tokens_without_secrets_and_revokes_once(client: Any, world: World, db_dsn: str) -> None:
+    from settlement import db
+
+    org = world.ids["gemeente"]
+    r = await client.post(
+        f"/v1/organisations/{org}/tokens", headers=world.h("admin"), json={"role": "auditor", "name": "Lijst test"}
+    )
+    assert r.status_code == 201, r.text
+    secret, token_id = r.json()["token"], r.json()["id"]
+
+    r = await client.get("/v1/tokens", params={"organisation_id": org}, headers=world.h("admin"))
+    assert r.status_code == 200, r.text
+    listed = r.json()
+    assert secret not in r.text
+    assert {t["organisation_id"] for t in listed} == {org}
+    mine = next(t for t in listed if t["id"] == token_id)
+    assert mine["prefix"] == secret[:10] and mine["revoked"] is False and mine["revoked_at"] is None
+    assert [t["id"] for t in listed] == sorted(t["id"] for t in listed)
+
+    # paging: `after` the last id seen gives the rest, nothing twice
+    r = await client.get("/v1/tokens", params={"limit": 2}, headers=world.h("admin"))
+    first = r.json()
+    r = await client.get("/v1/tokens", params={"after": first[-1]["id"]}, headers=world.h("admin"))
+    rest = r.json()
+    r = await client.get("/v1/tokens", params={"limit": 200}, headers=world.h("admin"))
+    assert [t["id"] for t in first + rest] == [t["id"] for t in r.json()]
+
+    # revoking twice answers the same, with one audit line
+    r1 = await client.post(f"/v1/tokens/{token_id}/revoke", headers=world.h("admin"))
+    r2 = await client.post(f"/v1/tokens/{token_id}/revoke", headers=world.h("admin"))
+    assert r1.status_code == r2.status_code == 200
+    assert r1.json() == r2.json() and r1.json()["revoked"] is True and r1.json()["revoked_at"]
+    r = await client.get("/v1/tokens", params={"organisation_id": org, "revoked": "true"}, headers=world.h("admin"))
+    assert [t["id"] for t in r.json()] == [token_id]
+    r = await client.get("/v1/tokens", params={"organisation_id": org, "revoked": "false"}, headers=world.h("admin"))
+    assert token_id not in [t["id"] for t in r.json()] and r.json()
+    conn = await db.connect(db_dsn)
+    try:
+        n = await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE action = 'token.revoked' AND subject_id = $1 AND sponsor_id = $2",
+            str(token_id),
+            org,
+        )
+    finally:
+        await conn.close()
+    assert n == 1
+
+    # nobody but the platform admin sees the list
+    for who in ("gemeente_finance", "gemeente_approver", "auditor", "bike_shop"):
+        r = await client.get("/v1/tokens", headers=world.h(who))
+        assert r.status_code == 403 and r.json()["code"] == "role_not_allowed", (who, r.text)
+
+
 async def test_a_token_secret_is_shown_once_and_stored_nowhere(client: Any, world: World, db_dsn: str) -> None:
     from settlement import db
 

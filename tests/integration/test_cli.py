@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
+
 from settlement.config import REPO_ROOT
 
 SETTLEMENT = [sys.executable, "-m", "settlement"]
@@ -109,3 +111,46 @@ def test_sigterm_stops_serve_and_its_embedded_database() -> None:
     while psutil.pid_exists(postmaster) and psutil.Process(postmaster).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the embedded PostgreSQL is still running after serve stopped"
         time.sleep(0.2)
+
+
+async def test_tokens_create_list_and_revoke(db_dsn: str) -> None:
+    """The operator's way in and out without a working admin token: create, list, revoke."""
+    env = {"DATABASE_URL": db_dsn}
+    r = run("tokens", "create", "--role", "platform_admin", "--name", "Ops on call", env=env)
+    assert r.returncode == 0, r.stderr
+    secret = r.stdout.strip()
+    assert secret.startswith("stl_")
+
+    r = run("tokens", "list", env=env)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if "Ops on call" in ln]
+    assert len(lines) == 1
+    token_id = lines[0].split("\t")[0]
+    assert secret[:10] + "..." in lines[0] and secret not in r.stdout
+    assert "revoked -" in lines[0]
+
+    r = run("tokens", "revoke", token_id, env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"token {token_id} (platform_admin, Ops on call) revoked at" in r.stdout
+    # a second revoke answers the same and records nothing new (checked below)
+    assert run("tokens", "revoke", token_id, env=env).returncode == 0
+
+    r = run("tokens", "list", "--active", env=env)
+    assert r.returncode == 0 and "Ops on call" not in r.stdout
+    r = run("tokens", "list", env=env)
+    assert "Ops on call" in r.stdout and "revoked -" not in next(
+        ln for ln in r.stdout.splitlines() if "Ops on call" in ln
+    )
+
+    r = run("tokens", "revoke", "999999", env=env)
+    assert r.returncode != 0
+    assert "token_not_found" in r.stderr and "Traceback" not in r.stderr
+
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT actor FROM audit_log WHERE action = 'token.revoked' AND subject_id = $1", token_id
+        )
+    finally:
+        await conn.close()
+    assert [r["actor"] for r in rows] == ["system:cli"]
