@@ -39,12 +39,20 @@ async def verify_ledger(conn: Any, ledger_id: int, progress: Callable[[int], Non
         )
         if not entries:
             break
+        entries_at = {e["id"]: e["created_at"] for e in entries}
         transfers = await conn.fetch(
-            "SELECT entry_id, id, kind, debit_account_id, credit_account_id, amount, pending_id, expires_at, code "
-            "FROM transfers WHERE entry_id = ANY($1::uuid[]) ORDER BY n",
+            "SELECT entry_id, id, kind, debit_account_id, credit_account_id, amount, pending_id, expires_at, code, "
+            "ledger_id, created_at FROM transfers WHERE entry_id = ANY($1::uuid[]) ORDER BY n",
             [e["id"] for e in entries],
         )
         by_entry: dict[Any, list[chain.TransferRow]] = {}
+        # The hash covers the entry's ledger and time; each transfer carries copies of them, which the
+        # trial balance, its day totals and the fund report read: a copy that differs is a change too.
+        misplaced = {
+            t["entry_id"]
+            for t in transfers
+            if t["ledger_id"] != ledger_id or t["created_at"] != entries_at[t["entry_id"]]
+        }
         for t in transfers:
             by_entry.setdefault(t["entry_id"], []).append(
                 (
@@ -75,7 +83,7 @@ async def verify_ledger(conn: Any, ledger_id: int, progress: Callable[[int], Non
                     e["created_at"],
                     by_entry.get(e["id"], []),
                 )
-                if chain.link(prev, canonical) != bytes(e["hash"]):
+                if chain.link(prev, canonical) != bytes(e["hash"]) or e["id"] in misplaced:
                     broken = "entry or its transfers changed after they were written"
             if broken:
                 return ChainReport(
@@ -98,6 +106,19 @@ async def verify_ledger(conn: Any, ledger_id: int, progress: Callable[[int], Non
             ok=False,
             first_broken_seq=count + 1,
             problem=f"ledger head says {head['head_seq']} entries, chain has {count}",
+        )
+    # Transfers of this ledger that no entry of its chain holds still move its balances.
+    outside = await conn.fetchval(
+        "SELECT count(*) FROM transfers t WHERE t.ledger_id = $1 AND NOT EXISTS "
+        "(SELECT 1 FROM journal_entries e WHERE e.id = t.entry_id AND e.ledger_id = $1)",
+        ledger_id,
+    )
+    if outside:
+        return ChainReport(
+            ledger_id=ledger_id,
+            entries=count,
+            ok=False,
+            problem=f"{outside} transfer(s) of the ledger are outside the chain (no entry of the ledger holds them)",
         )
     return ChainReport(ledger_id=ledger_id, entries=count, ok=True)
 

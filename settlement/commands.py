@@ -172,9 +172,8 @@ def ledger_verify(ctx: click.Context, ledger_id: int | None) -> None:
         if r.ok:
             click.echo(f"ledger {r.ledger_id}: ok, {r.entries} entries")
         else:
-            click.echo(
-                f"ledger {r.ledger_id}: BROKEN at entry seq {r.first_broken_seq} ({r.first_broken_entry}): {r.problem}"
-            )
+            where = f" at entry seq {r.first_broken_seq} ({r.first_broken_entry})" if r.first_broken_seq else ""
+            click.echo(f"ledger {r.ledger_id}: BROKEN{where}: {r.problem}")
     if bad:
         sys.exit(1)
 

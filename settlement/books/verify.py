@@ -59,7 +59,9 @@ async def verify_books(
                 ok=r.ok,
                 detail=f"{r.entries} entries"
                 if r.ok
-                else f"broken at seq {r.first_broken_seq} (entry {r.first_broken_entry}): {r.problem}",
+                else f"broken at seq {r.first_broken_seq} (entry {r.first_broken_entry}): {r.problem}"
+                if r.first_broken_seq
+                else f"broken: {r.problem}",
             )
         )
         sums = await conn.fetchrow(

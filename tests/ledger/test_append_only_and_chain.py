@@ -3,6 +3,7 @@ through the back door (behind the triggers) is found by verify."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
@@ -151,3 +152,36 @@ async def test_an_added_transfer_or_a_dropped_last_entry_is_found(conn: Any) -> 
     report = await verify_ledger(conn, lid2)
     assert (report.ok, report.entries, report.first_broken_seq) == (False, 4, 5)
     assert "head says 5" in (report.problem or "")
+
+
+async def test_a_transfer_moved_to_another_day_or_ledger_is_found(conn: Any) -> None:
+    # The trial balance, its day roll-ups and the fund report date a transfer by its own created_at
+    # and place it by its own ledger_id: copies of the entry's, which the hash does not cover itself.
+    lid, _, es = await five_entries(conn)
+    await tamper(conn, "UPDATE transfers SET created_at = created_at - interval '1 day' WHERE entry_id = $1", es[2].id)
+    report = await verify_ledger(conn, lid)
+    assert (report.ok, report.first_broken_seq, report.first_broken_entry) == (False, 3, str(es[2].id))
+
+    lid2, _, es2 = await five_entries(conn)
+    other, _ = await setup_ledger(conn)
+    await tamper(conn, "UPDATE transfers SET ledger_id = $2 WHERE entry_id = $1", es2[3].id, other)
+    report = await verify_ledger(conn, lid2)
+    assert (report.ok, report.first_broken_seq, report.first_broken_entry) == (False, 4, str(es2[3].id))
+
+
+async def test_a_transfer_outside_the_chain_is_found(conn: Any) -> None:
+    # A transfer of the ledger whose entry is not in the chain still moves the ledger's balances
+    # (trial balance, roll-ups): verify must not call such a ledger intact.
+    lid, a, _ = await five_entries(conn)
+    await tamper(
+        conn,
+        "INSERT INTO transfers (id, entry_id, ledger_id, debit_account_id, credit_account_id, amount, kind, "
+        "created_at) VALUES ($1, $1, $2, $3, $4, 1, 'posted', now())",
+        uuid.uuid4(),
+        lid,
+        a["funding"],
+        a["payable"],
+    )
+    report = await verify_ledger(conn, lid)
+    assert not report.ok
+    assert "outside the chain" in (report.problem or "")
