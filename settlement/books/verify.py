@@ -25,7 +25,7 @@ from settlement.statements.flows import bank_balance
 
 
 class Check(msgspec.Struct, frozen=True, kw_only=True):
-    name: str  # hash_chain | ledger_balanced | account_totals | fund_overview | bank_statement
+    name: str  # sponsor | hash_chain | ledger_balanced | account_totals | fund_overview | bank_statement
     subject: str
     ok: bool
     detail: str = ""
@@ -48,6 +48,10 @@ async def verify_books(
         sponsor_id,
     )
     ids = [s["ledger_id"] for s in sponsors] if sponsor_id is not None else await ledger_ids(conn)
+    if sponsor_id is not None and not sponsors:  # checking nothing is not a pass
+        checks.append(
+            Check(name="sponsor", subject=f"sponsor {sponsor_id}", ok=False, detail="no sponsor books with this id")
+        )
 
     for lid in ids:
         say(f"ledger {lid}: hash chain")

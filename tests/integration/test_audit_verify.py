@@ -43,3 +43,13 @@ async def test_an_unbalanced_ledger_fails(world: World, db_dsn: str) -> None:
     assert r.returncode == 1
     assert "FAILED ledger_balanced" in r.stdout
     assert "FAILED fund_overview" in r.stdout
+
+
+async def test_verifying_a_sponsor_that_does_not_exist_is_no_pass(world: World, db_dsn: str) -> None:
+    # a mistyped --sponsor checked nothing and still said "0 failed" with exit 0
+    for org in (999_999, world.ids["bike_shop"]):
+        r = run("audit", "verify", "--sponsor", str(org), env={"DATABASE_URL": db_dsn})
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert f"FAILED sponsor sponsor {org}" in r.stdout
+    r = run("audit", "verify", "--sponsor", str(world.ids["leergeld"]), env={"DATABASE_URL": db_dsn})
+    assert r.returncode == 0 and "0 failed" in r.stdout, r.stdout + r.stderr
