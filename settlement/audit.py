@@ -6,6 +6,7 @@ so an action without its audit line cannot exist.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -50,3 +51,20 @@ async def record(
         _plain(before),
         _plain(after),
     )
+
+
+async def record_each(
+    conn: Any,
+    actor: Actor | str,
+    action: str,
+    subject_type: str,
+    subject_id: object,
+    *,
+    sponsor_ids: Iterable[int],
+    before: Any = None,
+    after: Any = None,
+) -> None:
+    """One line per sponsor whose books the action touched (a co-funded voucher's
+    has several): each sponsor reads only its own trail, and must find it there."""
+    for sponsor_id in sorted(set(sponsor_ids)):
+        await record(conn, actor, action, subject_type, subject_id, sponsor_id=sponsor_id, before=before, after=after)

@@ -638,13 +638,13 @@ async def reserve(conn: Any, actor: Actor, voucher_code: str, amount: int, descr
     )
     created, expires_at = stamp["created_at"], stamp["expires_at"]
     await conn.executemany("INSERT INTO reservation_parts VALUES ($1, $2, $3, $4)", part_rows)
-    await audit.record(
+    await audit.record_each(
         conn,
         actor,
         "reservation.held",
         "reservation",
         rid,
-        sponsor_id=row["sponsor_id"],
+        sponsor_ids=[s["sponsor_id"] for s, part in zip(shares, parts, strict=True) if part > 0],
         after={"voucher": str(row["id"]), "amount": amount},
     )
     await _book_last(conn, entries)
@@ -834,13 +834,13 @@ async def _record_redemption(
             if amt > 0
         ],
     )
-    await audit.record(
+    await audit.record_each(
         conn,
         actor,
         "voucher.redeemed",
         "redemption",
         redemption_id,
-        sponsor_id=sponsor_id,
+        sponsor_ids=[sp for sp, _, _, amt in lines if amt > 0] or [sponsor_id],
         after={"voucher": voucher_code, "amount": amount, "reference": reference},
     )
     return now
@@ -853,7 +853,7 @@ async def cancel_reservation(conn: Any, actor: Actor, rid: uuid.UUID) -> Reserva
     if row["state"] != "held":
         raise _state_error(row["state"])
     parts = await conn.fetch(
-        "SELECT p.pending_transfer_id, s.ledger_id FROM reservation_parts p JOIN voucher_shares s "
+        "SELECT p.pending_transfer_id, s.ledger_id, s.sponsor_id FROM reservation_parts p JOIN voucher_shares s "
         "ON s.voucher_id = $2 AND s.position = p.position WHERE p.reservation_id = $1",
         rid,
         row["voucher_id"],
@@ -878,7 +878,9 @@ async def cancel_reservation(conn: Any, actor: Actor, rid: uuid.UUID) -> Reserva
         ],
     )
     await conn.execute("UPDATE reservations SET state = 'cancelled', closed_at = now() WHERE id = $1", rid)
-    await audit.record(conn, actor, "reservation.cancelled", "reservation", rid, sponsor_id=row["sponsor_id"])
+    await audit.record_each(
+        conn, actor, "reservation.cancelled", "reservation", rid, sponsor_ids=[p["sponsor_id"] for p in parts]
+    )
     return _reservation_out(await _reservation(conn, actor, rid))
 
 
@@ -1020,13 +1022,13 @@ async def refund(conn: Any, actor: Actor, redemption_id: uuid.UUID, amount: int,
             if part > 0
         ],
     )
-    await audit.record(
+    await audit.record_each(
         conn,
         actor,
         "redemption.refunded",
         "redemption",
         redemption_id,
-        sponsor_id=red["sponsor_id"],
+        sponsor_ids=[ln["sponsor_id"] for ln, part in zip(lines, parts, strict=True) if part > 0],
         after={"refund": str(refund_id), "amount": amount, "reason": reason},
     )
     return Refund(
@@ -1210,13 +1212,13 @@ async def _close_voucher(conn: Any, actor: Actor | str, row: Any, state: str) ->
     if back:
         await _book(conn, back)
     await conn.execute("UPDATE vouchers SET state = $2, closed_at = now() WHERE id = $1", row["id"], state)
-    await audit.record(
+    await audit.record_each(
         conn,
         actor,
         f"voucher.{state}",
         "voucher",
         row["id"],
-        sponsor_id=row["sponsor_id"],
+        sponsor_ids=[s["sponsor_id"] for s in shares],
         after={"returned": sum(s["credits_posted"] - s["debits_posted"] for s in shares)},
     )
 

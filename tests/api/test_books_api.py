@@ -257,3 +257,54 @@ async def test_auditor_writes_are_refused_everywhere(client: Any, world: World) 
             assert r.status_code in (403, 422), (method, route.path, r.status_code)
             refused += 1
     assert refused >= 8
+
+
+async def test_co_funded_actions_are_in_both_sponsors_audit_trails(client: Any, world: World) -> None:
+    # A co-funded voucher moves money in both sponsors' ledgers; each sponsor's accountant reads its own
+    # audit trail only, so each must find there every action that touched its books.
+    v = await issue(
+        client,
+        world,
+        who="leergeld_validator",
+        amount=20_000,
+        shares=[{"fund_id": world.ids["kindpakket"], "bp": 7_000}, {"fund_id": world.ids["fiets"], "bp": 3_000}],
+    )
+    r = await client.post(
+        "/v1/reservations",
+        headers=world.h("bike_shop"),
+        json={"voucher_code": v["code"], "amount": 5_000, "description": "fiets"},
+    )
+    assert r.status_code == 201, r.text
+    res = r.json()
+    r = await client.post(
+        f"/v1/reservations/{res['id']}/redeem", headers=world.h("bike_shop"), json={"amount": 5_000, "reference": "B-1"}
+    )
+    assert r.status_code == 201, r.text
+    red = r.json()
+    r = await client.post(
+        "/v1/reservations",
+        headers=world.h("bike_shop"),
+        json={"voucher_code": v["code"], "amount": 1_000, "description": "slot"},
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(f"/v1/reservations/{r.json()['id']}/cancel", headers=world.h("bike_shop"))
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/v1/redemptions/{red['id']}/refunds", headers=world.h("bike_shop"), json={"amount": 1_000, "reason": "x"}
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(f"/v1/vouchers/{v['id']}/withdraw", headers=world.h("gemeente_finance"))
+    assert r.status_code == 200, r.text
+    wanted = {
+        ("reservation.held", "reservation", res["id"]),
+        ("voucher.redeemed", "redemption", red["id"]),
+        ("reservation.cancelled", "reservation", None),
+        ("redemption.refunded", "redemption", red["id"]),
+        ("voucher.withdrawn", "voucher", v["id"]),
+    }
+    for who in ("gemeente_finance", "leergeld_finance"):
+        r = await client.get("/v1/books/audit-trail", params={"limit": 500}, headers=world.h(who))
+        assert r.status_code == 200, r.text
+        seen = {(x["action"], x["subject_type"], x["subject_id"]) for x in r.json()}
+        for action, kind, subject in wanted:
+            assert any(a == action and k == kind and subject in (None, s) for a, k, s in seen), (who, action)
