@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
+from ledger.rollup import start_of
 from settlement.books.flows import FundReport, Journal, SupplierStatement, TrialBalance
 from settlement.errors import ValidationFailed
 from settlement.reports.formats import Column, Table, to_csv, to_pdf, to_xlsx
@@ -161,18 +162,22 @@ def supplier_statement_tables(s: SupplierStatement) -> list[Table]:
                 Column(key="covers", title="Covers"),
             ),
             rows=[
-                {
-                    "at": x.at,
-                    "kind": x.kind,
-                    "reference": x.reference,
-                    "voucher_code": x.voucher_code or "",
-                    "sponsor": x.sponsor,
-                    "amount": x.amount,
-                    "covers": " ".join(x.covers),
-                }
-                for x in s.lines
+                # the balance brought forward: the lines and it add up to the closing total
+                {"at": start_of(s.date_from), "kind": "opening_balance", "amount": s.opening_balance},
+                *(
+                    {
+                        "at": x.at,
+                        "kind": x.kind,
+                        "reference": x.reference,
+                        "voucher_code": x.voucher_code or "",
+                        "sponsor": x.sponsor,
+                        "amount": x.amount,
+                        "covers": " ".join(x.covers),
+                    }
+                    for x in s.lines
+                ),
             ],
-            totals={"kind": "Open balance", "amount": s.closing_balance},
+            totals={"kind": "Closing balance", "amount": s.closing_balance},
         )
     ]
 

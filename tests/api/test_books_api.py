@@ -308,3 +308,22 @@ async def test_co_funded_actions_are_in_both_sponsors_audit_trails(client: Any, 
         seen = {(x["action"], x["subject_type"], x["subject_id"]) for x in r.json()}
         for action, kind, subject in wanted:
             assert any(a == action and k == kind and subject in (None, s) for a, k, s in seen), (who, action)
+
+
+async def test_supplier_statement_export_carries_its_opening_balance(client: Any, world: World) -> None:
+    # The period starts after the demo's redemptions: all of them are in the opening balance. The CSV,
+    # XLSX and PDF showed the lines and a closing total, but no opening balance, so the amounts did not
+    # add up to the total an accountant is shown.
+    h = world.h("bike_shop")
+    tomorrow = TODAY + timedelta(days=1)
+    params = {"from": tomorrow.isoformat(), "to": (tomorrow + timedelta(days=1)).isoformat()}
+    url = f"/v1/books/supplier-statement/{world.ids['bike_shop']}"
+    st = (await client.get(url, params=params, headers=h)).json()
+    assert st["opening_balance"] > 0 and st["closing_balance"] == st["opening_balance"]
+    r = await client.get(url, params={**params, "format": "csv"}, headers=h)
+    assert r.status_code == 200, r.text
+    header, *body, total = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    amount = header.index("Amount")
+    assert Decimal(total[amount]) * 100 == st["closing_balance"]
+    assert sum(Decimal(x[amount]) for x in body) == Decimal(total[amount])
+    assert body[0][header.index("What")] == "opening_balance"
