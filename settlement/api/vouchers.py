@@ -167,7 +167,13 @@ class VoucherController(Controller):
         )
         return out
 
-    @get("/vouchers/{voucher_id:uuid}/history", summary="Every ledger movement of a voucher")
+    @get(
+        "/vouchers/{voucher_id:uuid}/history",
+        summary="Every ledger movement of a voucher",
+        description="amount: + into the voucher, - out of it. A reservation's hold (kind pending) is -, its release "
+        "(void_pending, expire_pending) +; post_pending is what was spent of the hold. The posted kinds (posted, "
+        "post_pending) add up to the voucher's balance.",
+    )
     async def history(
         self, actor: Actor, app_state: NamedDependency[AppState], voucher_id: uuid.UUID
     ) -> list[flows.HistoryLine]:

@@ -438,7 +438,7 @@ class HistoryLine(msgspec.Struct, frozen=True, kw_only=True):
     sponsor_id: int
     kind: str
     code: str
-    amount: int  # + into the voucher, - out of it (posted); pending holds shown as 'pending'
+    amount: int  # + into the voucher, - out of it; a hold (kind 'pending') is -, its release (void or expiry) +
     entry_id: uuid.UUID
     description: str
 
@@ -460,6 +460,8 @@ async def voucher_history(conn: Any, actor: Actor, voucher_id: uuid.UUID) -> lis
     for r in rows:
         acct = r["credit_account_id"] if r["credit_account_id"] in accounts else r["debit_account_id"]
         sign = 1 if r["credit_account_id"] in accounts else -1
+        if r["kind"] in ("void_pending", "expire_pending"):
+            sign = -sign  # the released hold goes back to where it was taken from
         out.append(
             HistoryLine(
                 at=r["created_at"],

@@ -291,3 +291,33 @@ async def test_expiry_sweep_with_a_lapsed_reservation(client: Any, world: World,
     assert (r.json()["state"], r.json()["available"], r.json()["spent"]) == ("expired", 0, 0)
     assert_adds_up(await overview(client, world))  # the sweep closed the world's other vouchers too
     await assert_ledgers_balanced(db_dsn)
+
+
+async def test_voucher_history_shows_a_released_hold_as_money_back(client: Any, world: World) -> None:
+    # A cancelled reservation gives its hold back to the voucher; the history showed the release as a second
+    # -4000 (money out), so the lines read as if the voucher had lost the reservation twice.
+    v = await issue(client, world, amount=10_000)
+    r = await client.post(
+        "/v1/reservations",
+        headers=world.h("bike_shop"),
+        json={"voucher_code": v["code"], "amount": 4_000, "description": "x"},
+    )
+    r = await client.post(f"/v1/reservations/{r.json()['id']}/cancel", headers=world.h("bike_shop"))
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        "/v1/redemptions",
+        headers=world.h("bike_shop"),
+        json={"voucher_code": v["code"], "amount": 2_500, "reference": "B-1", "description": "x"},
+    )
+    assert r.status_code == 201, r.text
+    r = await client.get(f"/v1/vouchers/{v['id']}/history", headers=world.h("gemeente_finance"))
+    assert r.status_code == 200, r.text
+    lines = [(x["kind"], x["code"], x["amount"]) for x in r.json()]
+    assert lines == [
+        ("posted", "voucher_issued", 10_000),
+        ("pending", "reservation", -4_000),
+        ("void_pending", "reservation_cancelled", 4_000),
+        ("posted", "redemption", -2_500),
+    ]
+    # pending and its release cancel out; the posted lines are the balance
+    assert sum(a for _, _, a in lines) == sum(a for k, _, a in lines if k in ("posted", "post_pending")) == 7_500
