@@ -983,6 +983,7 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
                     p["supplier_id"],
                     f"payment {p['end_to_end_id']} rejected by the bank: {code}",
                     details_id=p["bank_details_id"],
+                    sponsor_id=p["sponsor_id"],
                 )
             await conn.execute(
                 "UPDATE payments SET state = 'rejected', reason_code = $2, reason_info = $3, resolve_entry_id = $4, "

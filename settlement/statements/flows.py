@@ -703,6 +703,7 @@ async def _book_return(
             p["supplier_id"],
             f"payment {p['end_to_end_id']} returned by the bank: {reason_code or 'no reason given'}",
             details_id=p["bank_details_id"],
+            sponsor_id=p["sponsor_id"],
         )
         await conn.execute(
             "UPDATE payments SET state = 'returned', reason_code = $2, updated_at = now() WHERE id = $1",

@@ -157,7 +157,9 @@ async def request_bank_details(
         actor.token_id,
     )
     bd = _bd(row)
-    await audit.record(conn, actor, "bank_details.requested", "supplier", supplier_id, after=bd)
+    # in the trail of the sponsor whose finance team asked (a supplier's own request is decided by one)
+    sponsor = actor.organisation_id if actor.role == "sponsor_finance" else None
+    await audit.record(conn, actor, "bank_details.requested", "supplier", supplier_id, sponsor_id=sponsor, after=bd)
     return bd
 
 
@@ -229,13 +231,22 @@ async def decide(conn: Any, actor: Actor, request_id: int, approve: bool, reason
         "bank_details.approved" if approve else "bank_details.rejected",
         "supplier",
         row["supplier_id"],
+        sponsor_id=actor.organisation_id,
         before=_bd(before) if before else None,
         after=bd,
     )
     return bd
 
 
-async def block(conn: Any, actor: Actor | str, supplier_id: int, reason: str, *, details_id: int | None = None) -> bool:
+async def block(
+    conn: Any,
+    actor: Actor | str,
+    supplier_id: int,
+    reason: str,
+    *,
+    details_id: int | None = None,
+    sponsor_id: int | None = None,
+) -> bool:
     """A payment bounced on account details: no payout until they are fixed.
 
     With ``details_id``, only those details are blocked: if the supplier has
@@ -259,6 +270,7 @@ async def block(conn: Any, actor: Actor | str, supplier_id: int, reason: str, *,
         "bank_details.blocked",
         "supplier",
         supplier_id,
+        sponsor_id=sponsor_id,
         before=_bd(before),
         after={"state": "blocked", "reason": reason},
     )

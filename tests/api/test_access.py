@@ -395,3 +395,31 @@ async def test_a_token_secret_is_shown_once_and_stored_nowhere(client: Any, worl
     # and the token works
     r = await client.get("/v1/funds", headers={"Authorization": f"Bearer {secret}"})
     assert r.status_code == 200
+
+
+async def test_bank_detail_decisions_are_in_the_deciding_sponsors_audit_trail(client: Any, world: World) -> None:
+    # Four eyes on where the money goes: the sponsor's accountant must find its approver's decisions
+    # (and its finance team's requests) in the sponsor's audit trail. They were written without a
+    # sponsor, so no sponsor's trail showed them.
+    sid = world.ids["bike_shop"]
+    r = await _request_details(client, world.h("bike_shop"), sid)
+    assert r.status_code == 201, r.text
+    approved = r.json()["id"]
+    r = await client.post(f"/v1/bank-detail-requests/{approved}/approve", headers=world.h("gemeente_approver"))
+    assert r.status_code == 200, r.text
+    r = await _request_details(client, world.h("gemeente_finance"), sid, "NL20INGB0001234567")
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/v1/bank-detail-requests/{r.json()['id']}/reject",
+        headers=world.h("gemeente_approver"),
+        json={"reason": "not matching KvK"},
+    )
+    assert r.status_code == 200, r.text
+    r = await client.get("/v1/books/audit-trail", params={"limit": 500}, headers=world.h("auditor"))
+    assert r.status_code == 200, r.text
+    actions = [(x["action"], x["subject_id"]) for x in r.json() if x["action"].startswith("bank_details.")]
+    assert ("bank_details.approved", str(sid)) in actions
+    assert ("bank_details.requested", str(sid)) in actions
+    assert ("bank_details.rejected", str(sid)) in actions
+    r = await client.get("/v1/books/audit-trail", params={"limit": 500}, headers=world.h("leergeld_finance"))
+    assert not [x for x in r.json() if x["action"].startswith("bank_details.")]

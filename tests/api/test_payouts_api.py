@@ -331,6 +331,8 @@ async def test_pain002_rejection_reopens_payable_and_blocks_details(client: Any,
     assert_adds_up(await overview(client, world))
     r = await client.get(f"/v1/suppliers/{world.ids['bike_shop']}", headers=world.h("bike_shop"))
     assert r.json()["bank_details"]["state"] == "blocked"
+    trail = (await client.get("/v1/books/audit-trail", params={"limit": 500}, headers=world.h("auditor"))).json()
+    assert ("bank_details.blocked", str(world.ids["bike_shop"])) in {(x["action"], x["subject_id"]) for x in trail}
     # the shop sees why
     pay = (await client.get("/v1/payments", headers=world.h("bike_shop"))).json()
     assert [(p["state"], p["reason_code"]) for p in pay] == [("rejected", "AC04")]

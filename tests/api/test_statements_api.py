@@ -211,6 +211,8 @@ async def test_single_bookings_and_a_return(client: Any, world: World, db_dsn: s
     assert await account_balance(db_dsn, "payable:", world.ids["gemeente"]) == bike.amount_cents
     r = await client.get(f"/v1/suppliers/{world.ids['bike_shop']}", headers=world.h("bike_shop"))
     assert r.json()["bank_details"]["state"] == "blocked"
+    trail = (await client.get("/v1/books/audit-trail", params={"limit": 500}, headers=world.h("auditor"))).json()
+    assert ("bank_details.blocked", str(world.ids["bike_shop"])) in {(x["action"], x["subject_id"]) for x in trail}
     shop = (await client.get("/v1/payments", headers=world.h("bike_shop"))).json()
     assert [(p["state"], p["reason_code"]) for p in shop] == [("returned", "AC04")]
     o = await overview(client, world)
