@@ -1020,7 +1020,14 @@ async def resolve(
         entry_id,
         sponsor_id=e["sponsor_id"],
         before={"state": "unmatched", "reason": e["reason"]},
-        after={"action": action, "reason": reason, "payment_id": payment_id, "fund_id": fund_id},
+        after={
+            "action": action,
+            "reason": reason,
+            "payment_id": payment_id,
+            # the payments matched, however they were named (payment_id or payment_ids)
+            "payment_ids": sorted(set(payment_ids or ([] if payment_id is None else [payment_id]))) or None,
+            "fund_id": fund_id,
+        },
     )
     row = await conn.fetchrow(_ENTRY_SELECT + " WHERE e.id = $1", entry_id)
     return _entry_out(row)

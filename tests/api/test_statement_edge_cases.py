@@ -311,6 +311,16 @@ async def test_a_line_covering_several_payments_books_and_returns_them_together(
         headers=world.h("gemeente_approver"),
     )
     assert ok.status_code == 200, ok.text
+    # the audit trail says which payments the person matched the line to
+    trail = (
+        await client.get(
+            "/v1/books/audit-trail",
+            params={"subject": f"statement_entry:{q['id']}"},
+            headers=world.h("auditor"),
+        )
+    ).json()
+    (line,) = trail
+    assert line["action"] == "statement_entry.match_payment" and sorted(line["after"]["payment_ids"]) == sorted(ids)
     in_transit_after_booking = await account_balance(db_dsn, "in_transit:%", world.ids["gemeente"])
 
     # the bank returns both in one credit line that names both EndToEndIds
