@@ -168,6 +168,8 @@ class BooksController(Controller):
     @get(
         "/checks/repeat-beneficiaries",
         summary="Beneficiaries (pseudonymous references) with several vouchers from one fund in a period",
+        description=f"At most {flows.MAX_LIST} hits; beyond that 422 period_too_large (ask for a shorter period), "
+        "never a cut list.",
     )
     async def repeat_beneficiaries(
         self, actor: Actor, app_state: NamedDependency[AppState], date_from: FromDate, date_to: ToDate

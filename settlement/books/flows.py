@@ -692,8 +692,14 @@ async def repeat_beneficiaries(conn: Any, actor: Actor, date_from: date, date_to
         sid,
         t0,
         t1,
-        MAX_LIST,
+        MAX_LIST + 1,
     )
+    if len(rows) > MAX_LIST:  # never a silently cut list that looks complete
+        raise ValidationFailed(
+            f"more than {MAX_LIST} beneficiaries with several vouchers in this period; ask for a shorter period",
+            code="period_too_large",
+            errors=[{"field": "from", "message": "narrow the period"}],
+        )
     return [
         RepeatBeneficiary(
             fund_id=r["fund_id"],

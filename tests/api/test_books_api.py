@@ -327,3 +327,20 @@ async def test_supplier_statement_export_carries_its_opening_balance(client: Any
     assert Decimal(total[amount]) * 100 == st["closing_balance"]
     assert sum(Decimal(x[amount]) for x in body) == Decimal(total[amount])
     assert body[0][header.index("What")] == "opening_balance"
+
+
+async def test_repeat_beneficiaries_are_never_silently_cut(
+    client: Any, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check answered at most MAX_LIST hits, with nothing to say there were more: an auditor read a
+    # complete-looking list. Beyond the bound it now refuses, naming the bound (narrow the period).
+    from settlement.books import flows
+
+    for ref in ("WK-TWICE-A", "WK-TWICE-B"):
+        for _ in range(2):
+            await issue(client, world, beneficiary_ref=ref, amount=1_000)
+    r = await client.get("/v1/books/checks/repeat-beneficiaries", params=PERIOD, headers=world.h("auditor"))
+    assert r.status_code == 200 and len(r.json()) == 2, r.text
+    monkeypatch.setattr(flows, "MAX_LIST", 1)
+    r = await client.get("/v1/books/checks/repeat-beneficiaries", params=PERIOD, headers=world.h("auditor"))
+    assert r.status_code == 422 and r.json()["code"] == "period_too_large", r.text
