@@ -134,7 +134,10 @@ class PayoutController(Controller):
         "/payout-runs/{run_id:int}/export",
         summary="Export an approved run: pain.001 file(s), XSD-validated, stored with sha256",
         description="Posts payable -> in_transit for every payment in the same transaction as storing the "
-        "files: a failure leaves the run approved and nothing stored. Download the files afterwards.",
+        "files: a failure leaves the run approved and nothing stored. Download the files afterwards. "
+        "409 `bank_details_changed` when a supplier's bank details changed after the run was built, "
+        "409 `payables_changed` when a supplier refunded a redemption the run pays after it was built: "
+        "cancel the run and build a new one.",
         status_code=200,
     )
     async def export(

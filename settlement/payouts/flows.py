@@ -554,6 +554,29 @@ async def export(
             code="bank_details_changed",
             suppliers=[p["supplier_id"] for p in stale],
         )
+    # A refund of a redemption this run pays, made after the run was built, is
+    # not netted in it: exporting would pay what the supplier gave back. The
+    # redemptions are locked first (a refund locks its redemption), so no
+    # refund slips in between this check and the commit.
+    await conn.execute(
+        "SELECT 1 FROM redemptions WHERE id IN (SELECT l.redemption_id FROM payable_lines l JOIN payments p "
+        "ON p.id = l.payment_id WHERE p.run_id = $1) ORDER BY id FOR KEY SHARE",
+        run_id,
+    )
+    refunded = await conn.fetch(
+        "SELECT DISTINCT l.supplier_id FROM payable_lines l WHERE l.sponsor_id = $2 AND l.amount < 0 "
+        "AND l.state = 'open' AND l.payment_id IS NULL AND l.redemption_id IN (SELECT x.redemption_id "
+        "FROM payable_lines x JOIN payments p ON p.id = x.payment_id WHERE p.run_id = $1) ORDER BY 1",
+        run_id,
+        row["sponsor_id"],
+    )
+    if refunded:
+        raise Conflict(
+            f"{len(refunded)} supplier(s) refunded a redemption this run pays after it was built; "
+            "cancel it and build a new run, which nets the refunds",
+            code="payables_changed",
+            suppliers=[r["supplier_id"] for r in refunded],
+        )
     now = now or await conn.fetchval("SELECT now()")
     today = local_today(now)
     debtor_party = Party(name=debtor["holder_name"], iban=debtor["iban"], bic=debtor["bic"])

@@ -1,0 +1,123 @@
+"""Payouts over time: refunds, rejections and cancellations between and across runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from settlement import db
+from tests.api.conftest import World, assert_ledgers_balanced, ledger_state
+from tests.api.test_payouts_api import approve, debtor_account, export, new_run
+from tests.api.test_vouchers_api import issue
+
+
+async def redeem(client: Any, world: World, who: str, amount: int, ref: str) -> dict[str, Any]:
+    v = await issue(client, world, amount=20_000)
+    r = await client.post(
+        "/v1/redemptions",
+        headers=world.h(who),
+        json={"voucher_code": v["code"], "amount": amount, "reference": ref, "description": "x"},
+    )
+    assert r.status_code == 201, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+async def refund(client: Any, world: World, who: str, redemption_id: str, amount: int) -> None:
+    r = await client.post(
+        f"/v1/redemptions/{redemption_id}/refunds", headers=world.h(who), json={"amount": amount, "reason": "terug"}
+    )
+    assert r.status_code == 201, r.text
+
+
+async def supplier_payable(dsn: str, world: World, supplier: str) -> int:
+    """What the gemeente owes the supplier on its ledger (negative: the supplier owes)."""
+    conn = await db.connect(dsn)
+    try:
+        v: int = await conn.fetchval(
+            "SELECT (a.credits_posted - a.debits_posted)::bigint FROM accounts a JOIN sponsors s "
+            "ON s.ledger_id = a.ledger_id WHERE s.organisation_id = $1 AND a.code = $2",
+            world.ids["gemeente"],
+            f"payable:{world.ids[supplier]}",
+        )
+        return v
+    finally:
+        await conn.close()
+
+
+async def payments_of(client: Any, world: World, run_id: int) -> dict[int, int]:
+    r = await client.get(f"/v1/payments?run_id={run_id}", headers=world.h("gemeente_finance"))
+    assert r.status_code == 200, r.text
+    return {p["supplier_id"]: p["amount"] for p in r.json()}
+
+
+async def test_a_refund_after_the_run_was_built_stops_its_export(client: Any, world: World, db_dsn: str) -> None:
+    """The clothing bank gives its whole redemption back while the run that pays it is
+    approved: exporting that run would pay money the supplier no longer has a claim to."""
+    run = await new_run(client, world)
+    assert (await payments_of(client, world, run["id"]))[world.ids["clothing_bank"]] == 6_500
+    (red,) = (await client.get("/v1/redemptions", headers=world.h("clothing_bank"))).json()["items"]
+    await approve(client, world, run["id"])
+    await refund(client, world, "clothing_bank", red["id"], 6_500)
+
+    state = await ledger_state(db_dsn)
+    r = await client.post(f"/v1/payout-runs/{run['id']}/export", headers=world.h("gemeente_finance"))
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "payables_changed"
+    assert r.json()["suppliers"] == [world.ids["clothing_bank"]]
+    assert await ledger_state(db_dsn) == state
+    assert (await client.get(f"/v1/payout-runs/{run['id']}", headers=world.h("gemeente_finance"))).json()[
+        "state"
+    ] == "approved"
+
+    # cancel and build again: the refund is netted, the clothing bank is owed nothing
+    r = await client.post(
+        f"/v1/payout-runs/{run['id']}/cancel", json={"reason": "refund"}, headers=world.h("gemeente_finance")
+    )
+    assert r.status_code == 200, r.text
+    again = await new_run(client, world)
+    pays = await payments_of(client, world, again["id"])
+    assert world.ids["clothing_bank"] not in pays
+    assert again["total"] == run["total"] - 6_500
+    assert [s["reason"] for s in again["skipped"]] == ["nothing_to_pay"]
+    await approve(client, world, again["id"])
+    await export(client, world, again["id"])
+    assert await supplier_payable(db_dsn, world, "clothing_bank") == 0
+    await assert_ledgers_balanced(db_dsn)
+
+
+async def test_a_refund_of_something_paid_before_is_netted_in_the_next_run(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """Refund after payout: the debt carries over run after run until new redemptions cover it."""
+    run = await new_run(client, world)
+    await approve(client, world, run["id"])
+    await export(client, world, run["id"])
+    (red,) = (await client.get("/v1/redemptions", headers=world.h("clothing_bank"))).json()["items"]
+    await refund(client, world, "clothing_bank", red["id"], 4_000)
+    await refund(client, world, "clothing_bank", red["id"], 1_000)
+    assert await supplier_payable(db_dsn, world, "clothing_bank") == -5_000
+    acct = await debtor_account(client, world)
+    # nothing else to pay: no zero or negative payment, the debt stays
+    r = await client.post(
+        "/v1/payout-runs", json={"debtor_account_id": acct["id"]}, headers=world.h("gemeente_finance")
+    )
+    assert r.status_code == 409 and r.json()["code"] == "nothing_to_pay"
+    assert [(s["amount"], s["reason"]) for s in r.json()["skipped"]] == [(-5_000, "nothing_to_pay")]
+    # a new redemption smaller than the debt: still nothing
+    await redeem(client, world, "clothing_bank", 3_000, "KB-1")
+    r = await client.post(
+        "/v1/payout-runs", json={"debtor_account_id": acct["id"]}, headers=world.h("gemeente_finance")
+    )
+    assert r.status_code == 409 and r.json()["skipped"][0]["amount"] == -2_000
+    # another one: the net is paid, once
+    await redeem(client, world, "clothing_bank", 4_500, "KB-2")
+    run2 = await new_run(client, world)
+    assert await payments_of(client, world, run2["id"]) == {world.ids["clothing_bank"]: 2_500}
+    await approve(client, world, run2["id"])
+    await export(client, world, run2["id"])
+    assert await supplier_payable(db_dsn, world, "clothing_bank") == 0
+    r = await client.post(
+        "/v1/payout-runs", json={"debtor_account_id": acct["id"]}, headers=world.h("gemeente_finance")
+    )
+    assert r.status_code == 409 and r.json()["skipped"] == []
+    await assert_ledgers_balanced(db_dsn)
