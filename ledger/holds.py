@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from ledger.engine import apply_batch
 from ledger.model import EntrySpec, TransferSpec
+from ledger.rollup import LOCAL
 
 EXPIRE_BATCH = 1_000
 # Only one process sweeps at a time; others skip rather than wait.
@@ -50,7 +51,7 @@ async def expire_holds(conn: Any, limit: int = EXPIRE_BATCH) -> list[uuid.UUID]:
     )
     if not rows:
         return []
-    today = date.today()
+    today = datetime.now(UTC).astimezone(LOCAL).date()  # the day basis of the journal (ledger.rollup)
     entries = [expiry_entry(r["transfer_id"], r["ledger_id"], today) for r in rows]
     results = await apply_batch(conn, entries)
     return [r["transfer_id"] for r, res in zip(rows, results, strict=True) if res.result == "ok"]

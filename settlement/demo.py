@@ -16,6 +16,7 @@ from typing import Any
 
 from ledger.model import new_entry_id
 from settlement.auth import Actor, load_actor
+from settlement.clock import local_today
 from settlement.orgs import flows as orgs
 from settlement.sponsors import flows as sponsors
 from settlement.suppliers import flows as suppliers
@@ -70,7 +71,7 @@ async def seed(conn: Any) -> dict[str, str]:
     sport = await token(club.id, "supplier", "VV Leek penningmeester", "sports_club")
     kleding = await token(clothes.id, "supplier", "Kledingbank balie", "clothing_bank")
 
-    year = date.today().year
+    year = local_today().year
     await sponsors.add_debtor_account(
         conn, g_fin, "NL91ABNA0417164300", "Gemeente Westerkwartier", None, "pain.001.001.09", True, True
     )

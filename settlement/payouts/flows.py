@@ -27,7 +27,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -47,6 +46,7 @@ from sepa.rules import INSTANT_MAX_CENTS, build_remittance, end_to_end_id, execu
 from settlement import audit, chart
 from settlement.auth import Actor
 from settlement.banking import check_iban
+from settlement.clock import AMSTERDAM, local_today
 from settlement.errors import (
     BadRequest,
     Conflict,
@@ -60,7 +60,6 @@ from settlement.posting import post_all
 from settlement.sponsors.flows import sponsor_scope
 from settlement.suppliers import flows as suppliers
 
-AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 MAX_LIST = 500
 # pain.002 codes that mean "accepted for processing" at some stage. None of
 # them means paid: only the bank statement proves that.
@@ -69,10 +68,6 @@ REJECTED = "RJCT"
 
 READ_ROLES = ("sponsor_finance", "sponsor_approver", "auditor")
 WRITE_ROLES = ("sponsor_finance", "sponsor_approver")
-
-
-def local_today(now: datetime | None = None) -> date:
-    return (now or datetime.now(UTC)).astimezone(AMSTERDAM).date()
 
 
 # --- records -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from ledger.model import EntrySpec, TransferSpec
 from settlement import audit, chart
 from settlement.auth import Actor
 from settlement.banking import check_holder_name, check_iban
+from settlement.clock import local_today
 from settlement.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from settlement.references import fund_top_up_reference
 
@@ -323,7 +324,7 @@ async def grant(
                 id=entry_id,
                 ledger_id=sponsor.ledger_id,
                 description=f"Budget granted to fund {fund.code}",
-                value_date=date.today(),
+                value_date=local_today(),
                 refs={"fund": str(fund.id), "source": source},
                 transfers=(
                     TransferSpec(

@@ -26,6 +26,7 @@ from ledger.holds import expiry_entry
 from ledger.model import MAX_BATCH_ENTRIES, EntryResult, EntrySpec, TransferSpec, new_entry_id, transfer_id
 from settlement import audit, chart, gate
 from settlement.auth import Actor
+from settlement.clock import local_today
 from settlement.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationFailed
 from settlement.references import new_voucher_code
 from settlement.split import BP_TOTAL, split_by_bp, split_capped, split_proportional
@@ -208,7 +209,7 @@ async def issue_vouchers(conn: Any, actor: Actor, requests: Sequence[VoucherRequ
     """Issue many vouchers; each succeeds or fails on its own."""
     if len(requests) > MAX_BULK_VOUCHERS:
         raise ValidationFailed(f"at most {MAX_BULK_VOUCHERS} vouchers per request", code="too_many_items")
-    today = date.today()
+    today = local_today()
     funds = await _load_funds(conn, [s.fund_id for r in requests for s in r.shares])
     results: list[BulkItemResult | None] = [None] * len(requests)
     planned: list[tuple[int, uuid.UUID, str, VoucherRequest, list[_Share], date]] = []
@@ -530,7 +531,7 @@ async def _supplier_usable_voucher(conn: Any, actor: Actor, code: str) -> tuple[
     row = await _voucher_row(conn, code=code)
     if row is None:
         raise NotFound("no such voucher", code="voucher_not_found")
-    today = date.today()
+    today = local_today()
     if row["state"] == "withdrawn":
         raise Conflict("the voucher was withdrawn", code="voucher_withdrawn")
     if row["state"] == "expired" or row["valid_until"] < today:
@@ -607,7 +608,7 @@ async def reserve(conn: Any, actor: Actor, voucher_code: str, amount: int, descr
                 id=eid,
                 ledger_id=s["ledger_id"],
                 description=f"Reservation on voucher {row['code']}",
-                value_date=date.today(),
+                value_date=local_today(),
                 refs={"reservation": str(rid), "voucher": str(row["id"])},
                 link_group=1,
                 transfers=(
@@ -734,7 +735,7 @@ async def redeem_reservation(
             id=new_entry_id(),
             ledger_id=p["ledger_id"],
             description=f"Redemption on voucher {row['voucher_code']}",
-            value_date=date.today(),
+            value_date=local_today(),
             link_group=1,
             refs={"redemption": str(redemption_id), "reservation": str(rid), "reference": reference},
             transfers=(
@@ -867,7 +868,7 @@ async def cancel_reservation(conn: Any, actor: Actor, rid: uuid.UUID) -> Reserva
                 id=new_entry_id(),
                 ledger_id=p["ledger_id"],
                 description="Reservation cancelled",
-                value_date=date.today(),
+                value_date=local_today(),
                 refs={"reservation": str(rid)},
                 link_group=1,
                 transfers=(
@@ -899,7 +900,7 @@ async def redeem_direct(
             id=new_entry_id(),
             ledger_id=s["ledger_id"],
             description=f"Redemption on voucher {row['code']}",
-            value_date=date.today(),
+            value_date=local_today(),
             link_group=1,
             refs={"redemption": str(redemption_id), "reference": reference},
             transfers=(
@@ -997,7 +998,7 @@ async def refund(conn: Any, actor: Actor, redemption_id: uuid.UUID, amount: int,
                 id=new_entry_id(),
                 ledger_id=ln["ledger_id"],
                 description=f"Refund on voucher {red['voucher_code']}",
-                value_date=date.today(),
+                value_date=local_today(),
                 link_group=1,
                 refs={"refund": str(refund_id), "redemption": str(redemption_id)},
                 transfers=tuple(transfers),
@@ -1154,7 +1155,7 @@ async def _close_voucher(conn: Any, actor: Actor | str, row: Any, state: str) ->
             "WHERE r.voucher_id = $1 AND r.state = 'held' AND h.state = 'pending'",
             row["id"],
         )
-        today = date.today()
+        today = local_today()
         lapsed_holds = [h for h in held if h["lapsed"]]
         lapsed = [expiry_entry(h["pending_transfer_id"], h["ledger_id"], today) for h in lapsed_holds]
         voids = [
@@ -1196,7 +1197,7 @@ async def _close_voucher(conn: Any, actor: Actor | str, row: Any, state: str) ->
             id=new_entry_id(),
             ledger_id=s["ledger_id"],
             description=f"Voucher {row['code']} {state}",
-            value_date=date.today(),
+            value_date=local_today(),
             refs={"voucher": str(row["id"])},
             link_group=2,
             transfers=(
@@ -1246,7 +1247,7 @@ EXPIRE_BATCH = 500
 async def expire_vouchers(conn: Any, today: date | None = None, limit: int = EXPIRE_BATCH) -> int:
     """Close vouchers past their validity (the year-end sweep); returns how many.
     Safe with several processes: rows are claimed with SKIP LOCKED."""
-    today = today or date.today()
+    today = today or local_today()
     rows = await conn.fetch(
         "SELECT * FROM vouchers WHERE state = 'active' AND valid_until < $1 ORDER BY valid_until "
         "LIMIT $2 FOR UPDATE SKIP LOCKED",
