@@ -8,17 +8,20 @@ have the year-end sweep just after midnight find nothing to close.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from settlement import db
+from settlement.auth import load_actor
+from settlement.vouchers import flows as vouchers
 from settlement.vouchers.flows import expire_vouchers
 from tests.api.conftest import World, assert_ledgers_balanced
 from tests.api.test_vouchers_api import issue
@@ -95,4 +98,60 @@ async def test_valid_until_is_an_amsterdam_day(
             await conn.close()
         tested += 1
     assert tested >= 1
+    await assert_ledgers_balanced(db_dsn)
+
+
+async def test_a_refund_racing_the_expiry_sweep_returns_the_money_to_the_fund(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """The sweep has closed the voucher but not committed when the supplier refunds: the
+    refund must see the voucher closed and send the money on to the fund, not leave it
+    on an expired voucher that nothing will ever sweep again."""
+    from tests.api.test_vouchers_api import assert_adds_up, overview
+
+    v = await issue(client, world, amount=10_000)
+    r = await client.post(
+        "/v1/redemptions",
+        headers=world.h("sports_club"),
+        json={"voucher_code": v["code"], "amount": 6_000, "reference": "L-9", "description": "lid"},
+    )
+    assert r.status_code == 201, r.text
+    red = r.json()
+    sweep, other = await db.connect(db_dsn), await db.connect(db_dsn)
+    try:
+        club = await load_actor(
+            other,
+            await other.fetchval(
+                "SELECT id FROM api_tokens WHERE organisation_id = $1 AND role = 'supplier'", world.ids["sports_club"]
+            ),
+        )
+
+        async def refund() -> None:
+            async with other.transaction():
+                await vouchers.refund(other, club, uuid.UUID(red["id"]), 1_000, "te veel")
+
+        tx = sweep.transaction()
+        await tx.start()
+        assert await expire_vouchers(sweep, today=date.fromisoformat(v["valid_until"]) + timedelta(days=1))
+        task = asyncio.create_task(refund())
+        await asyncio.sleep(1.0)  # the refund has read the voucher and waits for a lock
+        assert not task.done()
+        await tx.commit()
+        await asyncio.wait_for(task, 30)
+    finally:
+        await sweep.close()
+        await other.close()
+    r = await client.get(f"/v1/vouchers/{v['id']}", headers=world.h("gemeente_finance"))
+    assert (r.json()["state"], r.json()["available"]) == ("expired", 0)
+    conn = await db.connect(db_dsn)
+    try:
+        left = await conn.fetchval(
+            "SELECT sum(a.credits_posted - a.debits_posted) FROM accounts a JOIN voucher_shares s "
+            "ON s.account_id = a.id WHERE s.voucher_id = $1",
+            uuid.UUID(v["id"]),
+        )
+    finally:
+        await conn.close()
+    assert left == 0, "money left on an expired voucher"
+    assert_adds_up(await overview(client, world))
     await assert_ledgers_balanced(db_dsn)
