@@ -528,7 +528,9 @@ async def export(
     scope = await sponsor_scope(conn, actor, WRITE_ROLES)
     row = await _run_row(conn, run_id, scope, lock=True)
     if row["state"] != "approved":
-        code = "payout_run_already_exported" if row["state"] != "draft" else "payout_run_not_approved"
+        code = {"draft": "payout_run_not_approved", "cancelled": "payout_run_cancelled"}.get(
+            row["state"], "payout_run_already_exported"
+        )
         raise Conflict(f"the run is {row['state']}; only an approved run can be exported", code=code)
     debtor = await conn.fetchrow(
         "SELECT d.*, o.name AS sponsor_name, s.ledger_id FROM debtor_accounts d "

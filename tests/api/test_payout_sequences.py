@@ -121,3 +121,35 @@ async def test_a_refund_of_something_paid_before_is_netted_in_the_next_run(
     )
     assert r.status_code == 409 and r.json()["skipped"] == []
     await assert_ledgers_balanced(db_dsn)
+
+
+async def test_every_transition_the_run_state_machine_lacks_is_refused(client: Any, world: World, db_dsn: str) -> None:
+    """draft -> approved -> exported; cancelled from draft or approved only. Every other
+    step is a 409 whose code says what the run is, and changes nothing."""
+    fin = "gemeente_finance"
+
+    async def refused(run_id: int, step: str, code: str) -> None:
+        state = await ledger_state(db_dsn)
+        body = {"reason": "x"} if step == "cancel" else None
+        who = "gemeente_approver" if step == "approve" else fin
+        r = await client.post(f"/v1/payout-runs/{run_id}/{step}", json=body, headers=world.h(who))
+        assert r.status_code == 409, (step, r.text)
+        assert r.json()["code"] == code, (step, r.json())
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert await ledger_state(db_dsn) == state
+
+    run = await new_run(client, world)
+    await refused(run["id"], "export", "payout_run_not_approved")
+    r = await client.post(f"/v1/payout-runs/{run['id']}/cancel", json={"reason": "x"}, headers=world.h(fin))
+    assert r.status_code == 200
+    await refused(run["id"], "approve", "payout_run_not_draft")
+    await refused(run["id"], "export", "payout_run_cancelled")
+    await refused(run["id"], "cancel", "payout_run_not_cancellable")
+
+    run = await new_run(client, world)
+    await approve(client, world, run["id"])
+    await refused(run["id"], "approve", "payout_run_not_draft")
+    await export(client, world, run["id"])
+    await refused(run["id"], "approve", "payout_run_not_draft")
+    await refused(run["id"], "export", "payout_run_already_exported")
+    await refused(run["id"], "cancel", "payout_run_not_cancellable")
