@@ -51,7 +51,8 @@ class PayoutController(Controller):
         summary="Build a draft payout run for a debtor account (sponsor finance or approver)",
         description="Gathers the sponsor's open payables past each fund's cancellation window, nets refunds, "
         "and makes one payment per supplier with the supplier's approved IBAN, BIC and name copied in. "
-        "Suppliers with pending, blocked or missing bank details are listed under `skipped` with the reason. "
+        "Suppliers with pending, blocked or missing bank details, with nothing (net) to pay, or owed more than "
+        "one SEPA credit transfer carries (EUR 999,999,999.99) are listed under `skipped` with the reason. "
         "`instant: true` makes SCT Inst payments where the bank profile allows, except payments above "
         "EUR 100,000, which go regular and are listed under `notes`. 409 `nothing_to_pay` when there is nothing.",
     )

@@ -42,7 +42,7 @@ from sepa import (
     parse_pain002,
     split_payments,
 )
-from sepa.rules import INSTANT_MAX_CENTS, build_remittance, end_to_end_id, execution_date
+from sepa.rules import INSTANT_MAX_CENTS, SCT_MAX_CENTS, build_remittance, end_to_end_id, execution_date
 from settlement import audit, chart
 from settlement.auth import Actor
 from settlement.banking import check_iban
@@ -77,7 +77,9 @@ class Skipped(msgspec.Struct, frozen=True, kw_only=True):
     supplier_id: int
     name: str
     amount: int  # net open amount that was not paid
-    reason: str  # bank_details_pending | bank_details_blocked | no_bank_details | nothing_to_pay | iban_invalid
+    # bank_details_pending | bank_details_blocked | no_bank_details | nothing_to_pay | iban_invalid
+    # | amount_exceeds_maximum
+    reason: str
     detail: str
 
 
@@ -333,7 +335,18 @@ async def create_run(
         # Lines that bounced wait for new bank details (their approval reopens them).
         sl = [ln for ln in sl if ln["state"] == "open"]
         net = sum(ln["amount"] for ln in sl)
-        if net > 0:
+        if net > SCT_MAX_CENTS:
+            skipped.append(
+                Skipped(
+                    supplier_id=sid,
+                    name=name,
+                    amount=net,
+                    reason="amount_exceeds_maximum",
+                    detail=f"{net} cents is above the SEPA credit transfer maximum of {SCT_MAX_CENTS} cents "
+                    "a payment; pay it by other means",
+                )
+            )
+        elif net > 0:
             planned.append((sid, d, sl, net))
 
     if not planned and not allow_empty:

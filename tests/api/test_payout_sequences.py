@@ -153,3 +153,34 @@ async def test_every_transition_the_run_state_machine_lacks_is_refused(client: A
     await refused(run["id"], "approve", "payout_run_not_draft")
     await refused(run["id"], "export", "payout_run_already_exported")
     await refused(run["id"], "cancel", "payout_run_not_cancellable")
+
+
+async def test_a_payment_above_the_sct_maximum_is_skipped_not_a_broken_export(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """EUR 999,999,999.99 is the most one SEPA credit transfer carries: a supplier owed more is
+    skipped with the reason when the run is built, rather than a run nobody can export."""
+    from sepa.rules import SCT_MAX_CENTS
+
+    conn = await db.connect(db_dsn)
+    try:
+        # the sports club's two memberships now add up to one cent above the maximum
+        await conn.execute(
+            "UPDATE payable_lines SET amount = $2 WHERE id = "
+            "(SELECT min(id) FROM payable_lines WHERE supplier_id = $1)",
+            world.ids["sports_club"],
+            SCT_MAX_CENTS - 12_500 + 1,
+        )
+    finally:
+        await conn.close()
+    run = await new_run(client, world)
+    assert world.ids["sports_club"] not in await payments_of(client, world, run["id"])
+    (skip,) = run["skipped"]
+    assert (skip["supplier_id"], skip["reason"], skip["amount"]) == (
+        world.ids["sports_club"],
+        "amount_exceeds_maximum",
+        SCT_MAX_CENTS + 1,
+    )
+    await approve(client, world, run["id"])
+    run = await export(client, world, run["id"])
+    assert run["state"] == "exported" and run["payment_count"] == 2
