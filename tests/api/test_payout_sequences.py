@@ -184,3 +184,54 @@ async def test_a_payment_above_the_sct_maximum_is_skipped_not_a_broken_export(
     await approve(client, world, run["id"])
     run = await export(client, world, run["id"])
     assert run["state"] == "exported" and run["payment_count"] == 2
+
+
+async def test_a_rejected_payment_and_a_later_refund_are_paid_once_net(client: Any, world: World, db_dsn: str) -> None:
+    """Run 1 pays the clothing bank 6,500; it refunds 2,000 more; the bank rejects the payment
+    (a reason that blocks nothing). The next run pays 4,500 once; cancelling and rebuilding it
+    changes nothing; after it nothing is left."""
+    from datetime import UTC, datetime
+
+    from sepa import Rejection, build_pain002, read_pain001
+    from tests.api.test_payouts_api import download
+
+    run = await new_run(client, world)
+    await approve(client, world, run["id"])
+    run = await export(client, world, run["id"])
+    (data,) = await download(client, world, run)
+    (red,) = (await client.get("/v1/redemptions", headers=world.h("clothing_bank"))).json()["items"]
+    await refund(client, world, "clothing_bank", red["id"], 2_000)
+    file = read_pain001(data)
+    kb = next(p for b in file.blocks for p in b.payments if p.amount_cents == 6_500)
+    report = build_pain002(
+        file,
+        msg_id="BANK-STS-AM05",
+        created_at=datetime(2026, 11, 24, 8, 0, tzinfo=UTC),
+        rejections=[Rejection(end_to_end_id=kb.end_to_end_id, reason_code="AM05", additional_info="duplicate")],
+    )
+    r = await client.post(
+        "/v1/payment-status-reports",
+        content=report,
+        headers={**world.h("gemeente_finance"), "Content-Type": "application/xml"},
+    )
+    assert r.status_code == 200, r.text
+    assert [x["bank_details_blocked"] for x in r.json()["rejected"]] == [False]
+    assert await supplier_payable(db_dsn, world, "clothing_bank") == 4_500
+
+    run2 = await new_run(client, world)
+    assert await payments_of(client, world, run2["id"]) == {world.ids["clothing_bank"]: 4_500}
+    r = await client.post(
+        f"/v1/payout-runs/{run2['id']}/cancel", json={"reason": "again"}, headers=world.h("gemeente_finance")
+    )
+    assert r.status_code == 200
+    run3 = await new_run(client, world)
+    assert await payments_of(client, world, run3["id"]) == {world.ids["clothing_bank"]: 4_500}
+    await approve(client, world, run3["id"])
+    await export(client, world, run3["id"])
+    assert await supplier_payable(db_dsn, world, "clothing_bank") == 0
+    acct = await debtor_account(client, world)
+    r = await client.post(
+        "/v1/payout-runs", json={"debtor_account_id": acct["id"]}, headers=world.h("gemeente_finance")
+    )
+    assert r.status_code == 409 and r.json()["skipped"] == []
+    await assert_ledgers_balanced(db_dsn)
