@@ -297,7 +297,8 @@ class VoucherController(Controller):
     @get(
         "/redemptions",
         summary="Redemptions with payment status, newest first",
-        description="A supplier sees its own (open, in_payout, paid, and in which payment); a sponsor those it "
+        description="A supplier sees its own (open, in_payout, paid, partly_paid, or refunded: refunded in full "
+        "before it was paid, so nothing is owed; and in which payment); a sponsor those it "
         "pays for. Filter by created time with since/until; page with next_cursor.",
     )
     async def redemptions(

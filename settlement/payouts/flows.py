@@ -282,13 +282,19 @@ async def create_run(
         "JOIN suppliers s ON s.organisation_id = l.supplier_id "
         "JOIN redemptions r ON r.id = l.redemption_id JOIN vouchers v ON v.id = r.voucher_id "
         "WHERE l.sponsor_id = $1 AND l.state IN ('open', 'rejected', 'returned') AND l.payment_id IS NULL "
-        "AND (l.amount < 0 OR l.payable_from <= $2) ORDER BY l.supplier_id, l.created_at, l.id FOR UPDATE OF l",
+        "AND l.payable_from <= $2 ORDER BY l.supplier_id, l.created_at, l.id FOR UPDATE OF l",
         sponsor_id,
         now,
     )
+    # A redemption refunded in full before it was paid nets to nothing: its
+    # lines stay open (they sum to 0) but play no part in a run.
+    per_redemption: dict[Any, int] = defaultdict(int)
+    for ln in lines:
+        per_redemption[ln["redemption_id"]] += ln["amount"]
     by_supplier: dict[int, list[Any]] = defaultdict(list)
     for ln in lines:
-        by_supplier[ln["supplier_id"]].append(ln)
+        if per_redemption[ln["redemption_id"]] != 0:
+            by_supplier[ln["supplier_id"]].append(ln)
     supplier_ids = sorted(by_supplier)
     details = {
         r["supplier_id"]: r
@@ -316,8 +322,10 @@ async def create_run(
         d = details.get(sid)
         name = names[sid]
         reason = None
-        if net <= 0:
+        if net < 0:
             reason = ("nothing_to_pay", f"refunds exceed redemptions by {-net} cents; netted in a later run")
+        elif net == 0:
+            reason = ("nothing_to_pay", "refunds and redemptions cancel out; nothing is owed")
         elif d is None:
             reason = ("no_bank_details", "the supplier has no bank details yet")
         elif d["state"] == "blocked":

@@ -504,7 +504,7 @@ class Redemption(msgspec.Struct, frozen=True, kw_only=True):
     description: str
     created_at: datetime
     reservation_id: uuid.UUID | None = None
-    status: str = "open"  # open | in_payout | paid | partly_paid
+    status: str = "open"  # open | in_payout | paid | partly_paid | refunded (in full, before payment)
     payments: list[int] = msgspec.field(default_factory=list)
 
 
@@ -966,6 +966,7 @@ async def refund(conn: Any, actor: Actor, redemption_id: uuid.UUID, amount: int,
     # split over the redemption's shares, in proportion to what each share paid
     lines = await conn.fetch(
         "SELECT p.sponsor_id, p.fund_id, sum(p.amount)::bigint AS amount, s.ledger_id, s.account_id, "
+        "max(p.payable_from) FILTER (WHERE p.amount > 0) AS due, "
         "f.account_id AS fund_account FROM payable_lines p JOIN voucher_shares s ON s.voucher_id = $2 "
         "AND s.fund_id = p.fund_id JOIN funds f ON f.id = p.fund_id WHERE p.redemption_id = $1 "
         "GROUP BY p.sponsor_id, p.fund_id, s.ledger_id, s.account_id, f.account_id, s.position ORDER BY s.position",
@@ -1020,11 +1021,23 @@ async def refund(conn: Any, actor: Actor, redemption_id: uuid.UUID, amount: int,
         now,
     )
     await conn.execute("UPDATE redemptions SET refunded = refunded + $2 WHERE id = $1", redemption_id, amount)
+    # A refund's line falls due with the redemption it reverses: netted against
+    # it when that is paid after its cancellation window, at once when it was
+    # paid already (the supplier then owes it, netted in its next payment).
     await conn.executemany(
         "INSERT INTO payable_lines (sponsor_id, supplier_id, fund_id, redemption_id, refund_id, amount, payable_from, "
-        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         [
-            (ln["sponsor_id"], actor.organisation_id, ln["fund_id"], redemption_id, refund_id, -part, now)
+            (
+                ln["sponsor_id"],
+                actor.organisation_id,
+                ln["fund_id"],
+                redemption_id,
+                refund_id,
+                -part,
+                max(now, ln["due"] or now),
+                now,
+            )
             for ln, part in zip(lines, parts, strict=True)
             if part > 0
         ],
@@ -1059,10 +1072,11 @@ LEFT JOIN payable_lines p ON p.redemption_id = r.id
 """
 
 
-def _status(states: list[str]) -> str:
+def _status(states: list[str], *, refunded_in_full: bool = False) -> str:
     s = set(states)
     if not s or s <= {"open", "rejected", "returned"}:
-        return "open"
+        # refunded before any of it was paid: nothing is owed, and nothing will be
+        return "refunded" if refunded_in_full else "open"
     if s == {"paid"}:
         return "paid"
     if s == {"in_payout"}:
@@ -1082,7 +1096,7 @@ def _redemption_out(r: Any) -> Redemption:
         description=r["description"],
         created_at=r["created_at"],
         reservation_id=r["reservation_id"],
-        status=_status(list(r["states"])),
+        status=_status(list(r["states"]), refunded_in_full=r["refunded"] == r["amount"]),
         payments=sorted(r["payments"]),
     )
 

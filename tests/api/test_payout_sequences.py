@@ -78,7 +78,8 @@ async def test_a_refund_after_the_run_was_built_stops_its_export(client: Any, wo
     pays = await payments_of(client, world, again["id"])
     assert world.ids["clothing_bank"] not in pays
     assert again["total"] == run["total"] - 6_500
-    assert [s["reason"] for s in again["skipped"]] == ["nothing_to_pay"]
+    # refunded in full before it was paid: left out, nothing owed, nothing skipped
+    assert again["skipped"] == []
     await approve(client, world, again["id"])
     await export(client, world, again["id"])
     assert await supplier_payable(db_dsn, world, "clothing_bank") == 0
@@ -234,4 +235,73 @@ async def test_a_rejected_payment_and_a_later_refund_are_paid_once_net(client: A
         "/v1/payout-runs", json={"debtor_account_id": acct["id"]}, headers=world.h("gemeente_finance")
     )
     assert r.status_code == 409 and r.json()["skipped"] == []
+    await assert_ledgers_balanced(db_dsn)
+
+
+async def _move_due(dsn: str, redemption_id: str, interval: str) -> None:
+    """Put a redemption's lines (its refund lines too) at now() + interval, as a fund's
+    cancellation window would (the world's funds have none)."""
+    conn = await db.connect(dsn)
+    try:
+        await conn.execute(
+            f"UPDATE payable_lines SET payable_from = now() + interval '{interval}' WHERE redemption_id = $1",
+            redemption_id,
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_refund_inside_the_cancellation_window_falls_due_with_its_redemption(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """A redemption still in its fund's 14-day window, partly refunded: the refund must not
+    cut what the supplier is owed now; it is netted when the redemption itself falls due."""
+    run = await new_run(client, world)
+    await approve(client, world, run["id"])
+    await export(client, world, run["id"])
+    await redeem(client, world, "clothing_bank", 1_000, "KB-DUE")
+    later = await redeem(client, world, "clothing_bank", 5_000, "KB-LATER")
+    await _move_due(db_dsn, later["id"], "14 days")
+    await refund(client, world, "clothing_bank", later["id"], 2_000)
+
+    run2 = await new_run(client, world)
+    assert await payments_of(client, world, run2["id"]) == {world.ids["clothing_bank"]: 1_000}
+    assert run2["skipped"] == []
+    await approve(client, world, run2["id"])
+    await export(client, world, run2["id"])
+    assert await supplier_payable(db_dsn, world, "clothing_bank") == 3_000
+
+    # the window ends: the redemption and its refund fall due together
+    await _move_due(db_dsn, later["id"], "-1 second")
+    run3 = await new_run(client, world)
+    assert await payments_of(client, world, run3["id"]) == {world.ids["clothing_bank"]: 3_000}
+    await approve(client, world, run3["id"])
+    await export(client, world, run3["id"])
+    assert await supplier_payable(db_dsn, world, "clothing_bank") == 0
+    await assert_ledgers_balanced(db_dsn)
+
+
+async def test_a_redemption_refunded_in_full_before_payment_is_left_out(client: Any, world: World, db_dsn: str) -> None:
+    """Nothing is owed for it: no skipped supplier in every later run, and its status says so."""
+    run = await new_run(client, world)
+    await approve(client, world, run["id"])
+    await export(client, world, run["id"])
+    gone = await redeem(client, world, "clothing_bank", 2_000, "KB-TERUG")
+    await refund(client, world, "clothing_bank", gone["id"], 2_000)
+
+    acct = await debtor_account(client, world)
+    r = await client.post(
+        "/v1/payout-runs", json={"debtor_account_id": acct["id"]}, headers=world.h("gemeente_finance")
+    )
+    assert r.status_code == 409 and r.json()["code"] == "nothing_to_pay", r.text
+    assert r.json()["skipped"] == []
+    r = await client.get(f"/v1/redemptions/{gone['id']}", headers=world.h("clothing_bank"))
+    assert r.json()["status"] == "refunded" and r.json()["refunded"] == 2_000
+
+    # with something else to pay, only that is paid
+    await redeem(client, world, "clothing_bank", 700, "KB-NEU")
+    run2 = await new_run(client, world)
+    assert await payments_of(client, world, run2["id"]) == {world.ids["clothing_bank"]: 700}
+    assert run2["skipped"] == []
+    assert await supplier_payable(db_dsn, world, "clothing_bank") == 700
     await assert_ledgers_balanced(db_dsn)
