@@ -947,13 +947,12 @@ class Refund(msgspec.Struct, frozen=True, kw_only=True):
 
 async def refund(conn: Any, actor: Actor, redemption_id: uuid.UUID, amount: int, reason: str) -> Refund:
     _check_amount(amount)
-    # The voucher is locked too: a withdrawal or the expiry sweep closing it
-    # concurrently is waited for, and its state read after; the money would
-    # otherwise go back onto a voucher closed a moment ago, which nothing
-    # sweeps again.
+    # The voucher row too (shared): a withdrawal or expiry locks it to close the voucher, so
+    # either it sees this refund's money and returns it to the fund, or this refund sees
+    # the voucher closed and sends the money straight back to the fund itself.
     red = await conn.fetchrow(
         "SELECT r.*, v.code AS voucher_code, v.state AS voucher_state, v.sponsor_id FROM redemptions r "
-        "JOIN vouchers v ON v.id = r.voucher_id WHERE r.id = $1 FOR UPDATE OF r, v",
+        "JOIN vouchers v ON v.id = r.voucher_id WHERE r.id = $1 FOR UPDATE OF r FOR SHARE OF v",
         redemption_id,
     )
     if red is None or actor.role != "supplier" or red["supplier_id"] != actor.organisation_id:

@@ -1,0 +1,117 @@
+"""Races over real HTTP: two requests on the same thing at once, forced into the
+bad order by holding the sponsor's ledger row lock from a third connection
+until both are queued on it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from settlement import db
+from tests.api.conftest import World, assert_ledgers_balanced
+from tests.api.test_vouchers_api import assert_adds_up, issue, overview
+from tests.conftest import LiveServer
+
+
+async def _waiting(dsn: str) -> int:
+    conn = await db.connect(dsn)
+    try:
+        n: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return n
+    finally:
+        await conn.close()
+
+
+async def wait_for_lock_waiters(dsn: str, n: int) -> None:
+    for _ in range(500):
+        if await _waiting(dsn) >= n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{n} requests never queued on the lock")
+
+
+@asynccontextmanager
+async def ledger_locked(dsn: str, sponsor_id: int) -> AsyncIterator[asyncpg.Connection]:
+    """Hold the sponsor ledger's row lock (as a booking would) until the block ends."""
+    conn = await db.connect(dsn)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute(
+            "SELECT 1 FROM ledgers WHERE id = (SELECT ledger_id FROM sponsors WHERE organisation_id = $1) FOR UPDATE",
+            sponsor_id,
+        )
+        try:
+            yield conn
+        finally:
+            await tx.rollback()
+    finally:
+        await conn.close()
+
+
+async def in_order(dsn: str, sponsor_id: int, *calls: Awaitable[httpx.Response]) -> list[httpx.Response]:
+    """Start ``calls`` one after the other, each queued on the ledger lock before the next starts."""
+    tasks = []
+    async with ledger_locked(dsn, sponsor_id):
+        base = await _waiting(dsn)
+        for i, call in enumerate(calls, start=1):
+            tasks.append(asyncio.ensure_future(call))
+            await wait_for_lock_waiters(dsn, base + i)
+    return list(await asyncio.gather(*tasks))
+
+
+async def voucher_balance(dsn: str, voucher_id: str) -> int:
+    conn = await db.connect(dsn)
+    try:
+        n: int = await conn.fetchval(
+            "SELECT sum(a.credits_posted - a.debits_posted - a.debits_pending) FROM voucher_shares s "
+            "JOIN accounts a ON a.id = s.account_id WHERE s.voucher_id = $1",
+            uuid.UUID(voucher_id),
+        )
+        return n
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("refund_first", [True, False])
+async def test_refund_racing_a_withdrawal_leaves_no_money_on_the_closed_voucher(
+    client: Any, world: World, live_server: LiveServer, db_dsn: str, refund_first: bool
+) -> None:
+    v = await issue(client, world, amount=35_000)
+    r = await client.post(
+        "/v1/redemptions",
+        headers=world.h("bike_shop"),
+        json={"voucher_code": v["code"], "amount": 10_000, "reference": "BON-R", "description": "fiets"},
+    )
+    assert r.status_code == 201, r.text
+    red = r.json()
+    before = await overview(client, world)
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
+        refund_call = http.post(
+            f"/v1/redemptions/{red['id']}/refunds",
+            headers=world.h("bike_shop"),
+            json={"amount": 4_000, "reason": "retour"},
+        )
+        withdraw_call = http.post(f"/v1/vouchers/{v['id']}/withdraw", headers=world.h("gemeente_finance"))
+        if refund_first:
+            refund, withdraw = await in_order(db_dsn, world.ids["gemeente"], refund_call, withdraw_call)
+        else:
+            withdraw, refund = await in_order(db_dsn, world.ids["gemeente"], withdraw_call, refund_call)
+    assert refund.status_code == 201, refund.text
+    assert withdraw.status_code == 200, withdraw.text
+    assert withdraw.json()["state"] == "withdrawn"
+    # everything the voucher could still spend, the refund included, is back in the fund
+    assert await voucher_balance(db_dsn, v["id"]) == 0
+    after = await overview(client, world)
+    assert after["returned_to_fund"] - before["returned_to_fund"] == 35_000 - 10_000 + 4_000
+    assert_adds_up(after)
+    await assert_ledgers_balanced(db_dsn)
