@@ -528,7 +528,10 @@ def _raise_for(results: list[EntryResult]) -> None:
 
 
 async def _supplier_usable_voucher(conn: Any, actor: Actor, code: str) -> tuple[Any, list[Any]]:
-    row = await _voucher_row(conn, code=code)
+    # FOR KEY SHARE (what the reservation's or redemption's foreign key takes anyway, only
+    # earlier): a withdrawal or expiry closing the voucher at the same time either waits
+    # for this spend, or this read waits for it and sees the voucher closed.
+    row = await conn.fetchrow("SELECT * FROM vouchers WHERE code = $1 FOR KEY SHARE", code)
     if row is None:
         raise NotFound("no such voucher", code="voucher_not_found")
     today = local_today()

@@ -115,3 +115,39 @@ async def test_refund_racing_a_withdrawal_leaves_no_money_on_the_closed_voucher(
     assert after["returned_to_fund"] - before["returned_to_fund"] == 35_000 - 10_000 + 4_000
     assert_adds_up(after)
     await assert_ledgers_balanced(db_dsn)
+
+
+@pytest.mark.parametrize("spend_first", [True, False])
+@pytest.mark.parametrize("how", ["reserve", "redeem"])
+async def test_spending_racing_a_withdrawal_answers_voucher_withdrawn(
+    client: Any, world: World, live_server: LiveServer, db_dsn: str, spend_first: bool, how: str
+) -> None:
+    """Spent first: the withdrawal cancels the reservation and returns the rest. Withdrawn
+    first: the spend is refused as `voucher_withdrawn`, not as a short balance."""
+    v = await issue(client, world, amount=35_000)
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
+        if how == "reserve":
+            spend_call = http.post(
+                "/v1/reservations",
+                headers=world.h("bike_shop"),
+                json={"voucher_code": v["code"], "amount": 20_000, "description": "fiets"},
+            )
+        else:
+            spend_call = http.post(
+                "/v1/redemptions",
+                headers=world.h("bike_shop"),
+                json={"voucher_code": v["code"], "amount": 20_000, "reference": "BON-W", "description": "fiets"},
+            )
+        withdraw_call = http.post(f"/v1/vouchers/{v['id']}/withdraw", headers=world.h("gemeente_finance"))
+        if spend_first:
+            spend, withdraw = await in_order(db_dsn, world.ids["gemeente"], spend_call, withdraw_call)
+        else:
+            withdraw, spend = await in_order(db_dsn, world.ids["gemeente"], withdraw_call, spend_call)
+    assert withdraw.status_code == 200, withdraw.text
+    if spend_first:
+        assert spend.status_code == 201, spend.text
+    else:
+        assert spend.status_code == 409 and spend.json()["code"] == "voucher_withdrawn", spend.text
+    assert await voucher_balance(db_dsn, v["id"]) == 0
+    assert_adds_up(await overview(client, world))
+    await assert_ledgers_balanced(db_dsn)
