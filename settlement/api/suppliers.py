@@ -57,6 +57,9 @@ class SupplierController(Controller):
         description="By the supplier itself, or the finance team of a sponsor that deals with the supplier "
         "(holds its payable account; otherwise 404 supplier_not_found). Pending until an approver who may "
         "decide it approves it (see GET /v1/bank-detail-requests); payouts never use pending details. "
+        "One change is pending at a time: while another organisation's request awaits a decision, a new one "
+        "answers 409 bank_details_change_pending (with pending_request_id); a request from the organisation "
+        "that asked for the pending one, or from the supplier itself, replaces it (it becomes superseded). "
         "The holder name must keep "
         "a letter or digit in the SEPA (EPC) character set that payment files use (422 holder_name_invalid).",
     )

@@ -10,7 +10,9 @@ redemption on one of its vouchers).
 
 - A sponsor's finance team may request a change only for a supplier it has
   dealings with (else 404, as for an unknown supplier); the supplier may
-  request its own.
+  request its own. One change is pending at a time: another organisation's
+  pending request blocks a new one (409); the organisation that asked for it,
+  or the supplier itself, replaces it.
 - A change a sponsor's token requested is decided only by an approver of that
   same sponsor; one the supplier requested, by an approver of any sponsor
   with dealings with it, or of any sponsor while it has dealings with none
@@ -132,7 +134,8 @@ async def request_bank_details(
 ) -> BankDetails:
     if not (actor.role == "supplier" and actor.organisation_id == supplier_id) and actor.role != "sponsor_finance":
         raise NotFound("no such supplier", code="supplier_not_found")
-    exists = await conn.fetchval("SELECT 1 FROM suppliers WHERE organisation_id = $1", supplier_id)
+    # One bank-detail request per supplier at a time: each sees the pending one before it.
+    exists = await conn.fetchval("SELECT 1 FROM suppliers WHERE organisation_id = $1 FOR NO KEY UPDATE", supplier_id)
     if not exists:
         raise NotFound("no such supplier", code="supplier_not_found")
     if actor.role == "sponsor_finance" and not await conn.fetchval(
@@ -142,7 +145,21 @@ async def request_bank_details(
         raise NotFound("no such supplier", code="supplier_not_found")
     compact, bic_ = check_iban(iban, bic)
     check_holder_name(holder_name)
-    # a newer request replaces an undecided older one
+    # A pending change blocks a new one, unless the new one comes from the organisation that
+    # asked for the pending one (a correction) or from the supplier whose details they are:
+    # no one cancels another organisation's request by asking for something else.
+    pending = await conn.fetchrow(
+        f"SELECT b.id, t.organisation_id FROM {_REQUEST_AND_REQUESTER} "
+        "WHERE b.supplier_id = $1 AND b.state = 'pending' ORDER BY b.id DESC LIMIT 1",
+        supplier_id,
+    )
+    if pending is not None and actor.organisation_id not in (pending["organisation_id"], supplier_id):
+        raise Conflict(
+            f"bank-detail change {pending['id']}, requested by another organisation, awaits a decision: "
+            "a new request waits until it is approved or rejected",
+            code="bank_details_change_pending",
+            pending_request_id=pending["id"],
+        )
     await conn.execute(
         "UPDATE supplier_bank_details SET state = 'superseded' WHERE supplier_id = $1 AND state = 'pending'",
         supplier_id,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 
 from settlement import db
 from tests.api.conftest import World, ledger_state
 from tests.api.test_vouchers_api import issue
+from tests.conftest import LiveServer
 
 
 async def test_no_token_and_bad_token(client: Any, world: World) -> None:
@@ -423,3 +426,87 @@ async def test_bank_detail_decisions_are_in_the_deciding_sponsors_audit_trail(cl
     assert ("bank_details.rejected", str(sid)) in actions
     r = await client.get("/v1/books/audit-trail", params={"limit": 500}, headers=world.h("leergeld_finance"))
     assert not [x for x in r.json() if x["action"].startswith("bank_details.")]
+
+
+async def _states(db_dsn: str, supplier: int) -> dict[int, str]:
+    conn = await db.connect(db_dsn)
+    try:
+        rows = await conn.fetch("SELECT id, state FROM supplier_bank_details WHERE supplier_id = $1", supplier)
+    finally:
+        await conn.close()
+    return {r["id"]: r["state"] for r in rows}
+
+
+async def test_a_pending_bank_detail_change_blocks_another_organisations_request(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    shop = world.ids["bike_shop"]
+    r = await _request_details(client, world.h("bike_shop"), shop)
+    assert r.status_code == 201, r.text
+    mine = r.json()["id"]
+    # neither sponsor can cancel the shop's own pending change by asking for another
+    for who in ("gemeente_finance", "leergeld_finance"):
+        r = await _request_details(client, world.h(who), shop, iban="NL20INGB0001234567")
+        assert r.status_code == 409, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "bank_details_change_pending"
+        assert r.json()["pending_request_id"] == mine
+    assert (await _states(db_dsn, shop))[mine] == "pending"
+    r = await client.get(f"/v1/suppliers/{shop}", headers=world.h("gemeente_finance"))
+    assert r.json()["pending_change"]["id"] == mine
+    # once decided, a new request is welcome again
+    r = await client.post(f"/v1/bank-detail-requests/{mine}/reject", headers=world.h("gemeente_approver"))
+    assert r.status_code == 200, r.text
+    r = await _request_details(client, world.h("leergeld_finance"), shop, iban="NL20INGB0001234567")
+    assert r.status_code == 201, r.text
+
+
+async def test_a_pending_bank_detail_change_is_replaced_by_its_requester_or_the_supplier(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    shop = world.ids["bike_shop"]
+    first = (await _request_details(client, world.h("gemeente_finance"), shop)).json()["id"]
+    # the same sponsor corrects its own request
+    r = await _request_details(client, world.h("gemeente_finance"), shop, iban="NL20INGB0001234567")
+    assert r.status_code == 201, r.text
+    second = r.json()["id"]
+    # another sponsor may not replace it
+    r = await _request_details(client, world.h("leergeld_finance"), shop, iban="NL44RABO0123456789")
+    assert r.status_code == 409 and r.json()["code"] == "bank_details_change_pending", r.text
+    # the supplier whose details they are may
+    r = await _request_details(client, world.h("bike_shop"), shop, iban="NL44RABO0123456789")
+    assert r.status_code == 201, r.text
+    third = r.json()["id"]
+    states = await _states(db_dsn, shop)
+    assert (states[first], states[second], states[third]) == ("superseded", "superseded", "pending")
+    assert list(states.values()).count("pending") == 1
+
+
+async def test_concurrent_bank_detail_requests_of_two_sponsors_leave_one_pending(
+    client: Any, world: World, live_server: LiveServer, db_dsn: str
+) -> None:
+    """Both sponsors ask at once: one organisation's requests win (each replacing the one
+    before it), the other's are refused; never two pending changes, never a silent cancel."""
+    shop = world.ids["bike_shop"]
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
+        for round_ in range(4):
+            who = ["gemeente_finance", "leergeld_finance"] * 3
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        f"/v1/suppliers/{shop}/bank-details",
+                        headers=world.h(w),
+                        json={"iban": "NL20INGB0001234567", "holder_name": f"Ronde {round_}"},
+                    )
+                    for w in who
+                )
+            )
+            won = {w.split("_")[0] for w, a in zip(who, answers, strict=True) if a.status_code == 201}
+            lost = {w.split("_")[0] for w, a in zip(who, answers, strict=True) if a.status_code == 409}
+            assert len(won) == 1 and lost == {"gemeente", "leergeld"} - won, [a.text for a in answers]
+            pending = [i for i, s in (await _states(db_dsn, shop)).items() if s == "pending"]
+            assert len(pending) == 1, pending
+            r = await http.post(
+                f"/v1/bank-detail-requests/{pending[0]}/reject", headers=world.h(f"{won.pop()}_approver")
+            )
+            assert r.status_code == 200, r.text
