@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import SerializationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -38,6 +39,24 @@ Settlement and payment backend for Dutch poverty-relief voucher schemes.
 * Authenticate with `Authorization: Bearer <token>`; every query is scoped to
   the token's organisation, so another organisation's ids answer 404.
 """
+
+
+class SettlementRequest(Request[Any, Any, Any]):
+    """litestar's request, whose JSON body is a 400 whenever it cannot be decoded.
+
+    msgspec reports bad syntax as a decode error (litestar's 400), but text
+    that is not UTF-8 as a UnicodeDecodeError and nesting deeper than it
+    recurses as a RecursionError, which litestar passes on as they are: a 500
+    for the client's malformed body. Both are the same 400 here.
+    """
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except UnicodeDecodeError:
+            raise SerializationException("JSON is malformed: the body is not valid UTF-8") from None
+        except RecursionError:
+            raise SerializationException("JSON is malformed: nested too deeply") from None
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
@@ -98,6 +117,7 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> L
         dependencies={"app_state": Provide(provide_state, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware],
+        request_class=SettlementRequest,
         guards=[auditors_read_only],
         state=State({"startup_hooks": startup_hooks()}),
         request_max_body_size=settings.max_upload_bytes,

@@ -100,6 +100,25 @@ async def test_malformed_json_unknown_field_wrong_type(client: Any, world: World
     assert r.status_code == 422, "a float is never an amount"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"fund_id": 1, "amount": 100, "beneficiary_ref": "WK-\xff-1"}',  # not UTF-8
+        b'{"fund_id": 1, "amount": 100, "beneficiary_ref": "WK-\xed\xa0\x80"}',  # a lone surrogate
+        b"[" * 100_000 + b"]" * 100_000,  # nested deeper than any decoder recurses
+    ],
+    ids=["invalid_utf8", "surrogate", "deep_nesting"],
+)
+async def test_undecodable_json_is_a_400_problem_not_a_500(client: Any, world: World, db_dsn: str, body: bytes) -> None:
+    state = await ledger_state(db_dsn)
+    h = {**world.h("gemeente_validator"), "content-type": "application/json"}
+    r = await client.post("/v1/vouchers", content=body, headers=h)
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "malformed_request"
+    assert await ledger_state(db_dsn) == state
+
+
 @pytest.mark.parametrize("amount", [0, -100])
 async def test_non_positive_amounts(client: Any, world: World, amount: int, db_dsn: str) -> None:
     v = await issue(client, world, amount=10_000)
