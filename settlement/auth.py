@@ -101,9 +101,10 @@ async def load_actor(conn: Any, token_id: int) -> Actor:
 
 
 async def authenticate(pool: Any, cache: TokenCache, header: str | None) -> Actor:
-    if not header or not header.startswith("Bearer "):
+    scheme, _, secret = (header or "").partition(" ")
+    if scheme.lower() != "bearer":  # the scheme is case-insensitive (RFC 9110 11.1)
         raise Unauthorized("send Authorization: Bearer <token>", code="token_missing")
-    secret = header[len("Bearer ") :].strip()
+    secret = secret.strip()
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 100:
         raise Unauthorized("unknown or revoked token", code="token_invalid")
     key = hash_token(secret)

@@ -22,6 +22,18 @@ async def test_no_token_and_bad_token(client: Any, world: World) -> None:
     assert r.status_code == 401 and r.json()["code"] == "token_invalid"
 
 
+async def test_the_bearer_scheme_is_case_insensitive(client: Any, world: World) -> None:
+    """RFC 9110 11.1: the authentication scheme is a case-insensitive token."""
+    token = world.tokens["gemeente_finance"]
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        r = await client.get("/v1/funds", headers={"Authorization": f"{scheme} {token}"})
+        assert r.status_code == 200, (scheme, r.text)
+    r = await client.get("/v1/funds", headers={"Authorization": f"Basic {token}"})
+    assert r.status_code == 401 and r.json()["code"] == "token_missing"
+    r = await client.get("/v1/funds", headers={"Authorization": f"Bearer{token}"})
+    assert r.status_code == 401
+
+
 async def test_sponsor_cannot_see_another_sponsors_fund(client: Any, world: World) -> None:
     r = await client.get(f"/v1/funds/{world.ids['fiets']}", headers=world.h("gemeente_finance"))
     assert r.status_code == 404
