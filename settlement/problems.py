@@ -47,10 +47,19 @@ def problem_body(status: int, code: str, title: str, detail: str, instance: str,
     return body
 
 
+def _challenge(exc: SettlementError) -> dict[str, str] | None:
+    """A 401 names the scheme to use (RFC 9110 15.5.2); a token that was sent but is not
+    valid says so (RFC 6750 3.1)."""
+    if exc.status != 401:
+        return None
+    error = ', error="invalid_token"' if exc.code == "token_invalid" else ""
+    return {"WWW-Authenticate": f'Bearer realm="settlement"{error}'}
+
+
 def handle_settlement_error(request: Request[Any, Any, Any], exc: SettlementError) -> Response[dict[str, Any]]:
     if exc.status >= 500:
         log.error("request_failed", code=exc.code, path=request.url.path)
-    return _response(exc.problem(instance=request.url.path))
+    return _response(exc.problem(instance=request.url.path), headers=_challenge(exc))
 
 
 def _field_errors(extra: Any) -> list[dict[str, Any]]:

@@ -20,6 +20,10 @@ async def test_no_token_and_bad_token(client: Any, world: World) -> None:
     assert r.status_code == 401 and r.json()["code"] == "token_missing"
     r = await client.get("/v1/funds", headers={"Authorization": "Bearer stl_nonsense"})
     assert r.status_code == 401 and r.json()["code"] == "token_invalid"
+    # a 401 names the scheme to use (RFC 9110 15.5.2, RFC 6750 3)
+    assert r.headers["www-authenticate"] == 'Bearer realm="settlement", error="invalid_token"'
+    r = await client.post("/v1/vouchers", json={})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == 'Bearer realm="settlement"'
 
 
 async def test_the_bearer_scheme_is_case_insensitive(client: Any, world: World) -> None:
