@@ -167,10 +167,7 @@ class OrganisationController(Controller):
         token_id: int,
     ) -> Response[flows.TokenInfo]:
         require(actor, "platform_admin")
-        cache = app_state.extras.get("token_cache")
-        if cache is not None:  # this process forgets at once; others within TOKEN_CACHE_TTL_S
-            cache.clear()
-        return await write(
+        answer = await write(
             request,
             app_state.pool,
             actor,
@@ -178,3 +175,9 @@ class OrganisationController(Controller):
             lambda conn: flows.revoke_token(conn, actor, token_id),
             status=200,
         )
+        # This process forgets at once (others within TOKEN_CACHE_TTL_S): after the commit,
+        # since a use of the token while the revocation was being written cached it again.
+        cache = app_state.extras.get("token_cache")
+        if cache is not None:
+            cache.clear()
+        return answer

@@ -526,3 +526,34 @@ async def test_concurrent_bank_detail_requests_of_two_sponsors_leave_one_pending
                 f"/v1/bank-detail-requests/{pending[0]}/reject", headers=world.h(f"{won.pop()}_approver")
             )
             assert r.status_code == 200, r.text
+
+
+async def test_a_token_used_while_it_is_being_revoked_is_refused_once_revoked(
+    client: Any, world: World, live_server: LiveServer, db_dsn: str
+) -> None:
+    """The revoking process forgets the token at once, even when the token was used (and
+    so looked up again) while the revocation was still being written."""
+    from tests.api.test_races import wait_for_lock_waiters
+
+    shop = {"Authorization": f"Bearer {world.tokens['bike_shop']}"}
+    blocker = await db.connect(db_dsn)
+    try:
+        token_id = await blocker.fetchval(
+            "SELECT t.id FROM api_tokens t WHERE t.organisation_id = $1 AND t.role = 'supplier'",
+            world.ids["bike_shop"],
+        )
+        async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
+            tx = blocker.transaction()
+            await tx.start()
+            await blocker.execute("SELECT 1 FROM api_tokens WHERE id = $1 FOR UPDATE", token_id)
+            revoke = asyncio.ensure_future(http.post(f"/v1/tokens/{token_id}/revoke", headers=world.h("admin")))
+            await wait_for_lock_waiters(db_dsn, 1)
+            r = await http.get("/v1/redemptions", headers=shop)
+            assert r.status_code == 200, r.text  # not revoked yet: the revocation waits
+            await tx.rollback()
+            r = await revoke
+            assert r.status_code == 200 and r.json()["revoked"], r.text
+            r = await http.get("/v1/redemptions", headers=shop)
+            assert r.status_code == 401 and r.json()["code"] == "token_invalid", r.text
+    finally:
+        await blocker.close()
