@@ -559,9 +559,11 @@ async def export(
         "WHERE d.id = $1",
         row["debtor_account_id"],
     )
+    # The details stay locked (shared) until commit: an approval of new ones, or a block, waits
+    # for this file, or this read waits for it and sees the details replaced.
     payments = await conn.fetch(
         "SELECT p.*, b.state AS details_state FROM payments p JOIN supplier_bank_details b "
-        "ON b.id = p.bank_details_id WHERE p.run_id = $1 ORDER BY p.seq",
+        "ON b.id = p.bank_details_id WHERE p.run_id = $1 ORDER BY p.seq FOR SHARE OF b",
         run_id,
     )
     stale = [p for p in payments if p["details_state"] != "active"]

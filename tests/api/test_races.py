@@ -151,3 +151,41 @@ async def test_spending_racing_a_withdrawal_answers_voucher_withdrawn(
     assert await voucher_balance(db_dsn, v["id"]) == 0
     assert_adds_up(await overview(client, world))
     await assert_ledgers_balanced(db_dsn)
+
+
+async def test_bank_details_change_waits_for_the_export_paying_the_old_ones(
+    client: Any, world: World, live_server: LiveServer, db_dsn: str
+) -> None:
+    """An export checks that each payment's bank details are still the active ones; a change
+    approved while the export is being written must not slip in between that check and its
+    commit (the file would pay details that were already replaced)."""
+    from tests.api.test_payouts_api import approve, new_run
+
+    run = await new_run(client, world)
+    await approve(client, world, run["id"])
+    r = await client.post(
+        f"/v1/suppliers/{world.ids['bike_shop']}/bank-details",
+        json={"iban": "NL91ABNA0417164300", "holder_name": "De Vries Fietsen BV"},
+        headers=world.h("bike_shop"),
+    )
+    assert r.status_code == 201, r.text
+    change = r.json()["id"]
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
+        async with ledger_locked(db_dsn, world.ids["gemeente"]):
+            base = await _waiting(db_dsn)
+            exporting = asyncio.ensure_future(
+                http.post(f"/v1/payout-runs/{run['id']}/export", headers=world.h("gemeente_finance"))
+            )
+            await wait_for_lock_waiters(db_dsn, base + 1)  # checked the details, now waits to book
+            approving = asyncio.ensure_future(
+                http.post(f"/v1/bank-detail-requests/{change}/approve", headers=world.h("gemeente_approver"))
+            )
+            for _ in range(250):
+                if approving.done() or await _waiting(db_dsn) >= base + 2:
+                    break
+                await asyncio.sleep(0.02)
+            approved_meanwhile = approving.done()
+        exported, approved = await asyncio.gather(exporting, approving)
+    assert exported.status_code == 200, exported.text
+    assert approved.status_code == 200, approved.text
+    assert not approved_meanwhile, "new bank details were approved while a file paying the old ones was exported"
