@@ -42,7 +42,9 @@ class StatementController(Controller):
         "seen in another statement is booked once. Entries are matched by EndToEndId, then batch PmtInfId with "
         "count and total, returns, fund top-up references; the rest waits in the exceptions queue. The answer "
         "gives, per statement, the ledger's bank balance at the statement date and its difference from the "
-        "closing balance. Size limit: SETTLEMENT_MAX_UPLOAD_BYTES (413 beyond it).",
+        "closing balance. Day statements go in date order, each opening where the last one imported for the account "
+        "closed (409 `statement_out_of_order`, 409 `statement_gap`: a statement in between is missing). "
+        "Size limit: SETTLEMENT_MAX_UPLOAD_BYTES (413 beyond it).",
         status_code=200,
     )
     async def upload(

@@ -218,16 +218,32 @@ async def _import_one(
     conn: Any, actor: Actor | str, st: Statement, acct: Any, st_sha: str, file_id: int
 ) -> tuple[int, dict[str, Any]]:
     if st.opening_balance_cents is not None:
-        later = await conn.fetchval(
-            "SELECT max(statement_date) FROM statements WHERE debtor_account_id = $1 AND opening_balance IS NOT NULL",
+        last = await conn.fetchrow(
+            "SELECT statement_id, statement_date, closing_balance FROM statements WHERE debtor_account_id = $1 "
+            "AND opening_balance IS NOT NULL ORDER BY statement_date DESC, id DESC LIMIT 1",
             acct["id"],
         )
-        if later is not None and later > st.statement_date:
+        if last is not None and last["statement_date"] > st.statement_date:
             # its entries are inside the later statement's opening balance already
             raise Conflict(
-                f"statement {st.statement_id} of {st.statement_date} is older than the statement of {later} "
-                f"already imported for {st.account_iban}; import day statements in date order",
+                f"statement {st.statement_id} of {st.statement_date} is older than the statement of "
+                f"{last['statement_date']} already imported for {st.account_iban}; import day statements in date order",
                 code="statement_out_of_order",
+            )
+        if (
+            last is not None
+            and last["statement_date"] < st.statement_date
+            and last["closing_balance"] is not None
+            and last["closing_balance"] != st.opening_balance_cents
+        ):
+            # A statement in between is missing: once this one is in, the missing
+            # one would be refused as out of order and its entries never booked.
+            raise Conflict(
+                f"statement {st.statement_id} of {st.statement_date} opens at {st.opening_balance_cents} cents, but "
+                f"the last statement imported for {st.account_iban} ({last['statement_id']} of "
+                f"{last['statement_date']}) closed at {last['closing_balance']}: a statement in between is missing; "
+                "import it first",
+                code="statement_gap",
             )
     sid = await conn.fetchval(
         "INSERT INTO statements (sponsor_id, debtor_account_id, file_id, kind, message_id, statement_id, "

@@ -399,3 +399,28 @@ async def test_mt940_with_a_nul_byte_is_a_problem_not_a_500(client: Any, world: 
     assert r.json()["code"] == "invalid_statement" and "line 6: a NUL byte" in r.json()["detail"]
     assert await ledger_state(db_dsn) == state
     assert (await client.get("/v1/statements", headers=world.h("gemeente_finance"))).json() == []
+
+
+async def test_a_day_statement_after_a_missing_one_is_refused(client: Any, world: World, db_dsn: str) -> None:
+    """Days 1 and 3 without day 2: day 3 opens where day 2 closed, not where day 1 did. Taken in,
+    day 3 would make day 2 "out of order" for good and its payments would never be booked."""
+    _run, file = await paid_run(client, world)
+    p0, p1, p2 = file.blocks[0].payments[:3]
+    day2, day3 = DAY + timedelta(days=1), DAY + timedelta(days=2)
+    s1 = statement([pay_entry(p0, 0, "B-0")], sid="S1")
+    s2 = statement([pay_entry(p1, 0, "B-1", day=day2)], sid="S2", opening=s1.closing_balance_cents, day=day2)
+    s3 = statement([pay_entry(p2, 0, "B-2", day=day3)], sid="S3", opening=s2.closing_balance_cents, day=day3)
+    r = await client.post("/v1/statements", content=build_camt053(s1), headers=xml(world))
+    assert r.status_code == 200, r.text
+    state = await ledger_state(db_dsn)
+    r = await client.post("/v1/statements", content=build_camt053(s3), headers=xml(world))
+    assert r.status_code == 409 and r.json()["code"] == "statement_gap", r.text
+    assert "S1" in r.json()["detail"]
+    assert await ledger_state(db_dsn) == state
+    # in order, both go in and the books match the bank
+    for s in (s2, s3):
+        r = await client.post("/v1/statements", content=build_camt053(s), headers=xml(world))
+        assert r.status_code == 200, r.text
+        assert r.json()["statements"][0]["balance_difference"] == 0
+    assert await bank_ledger(db_dsn, day3) == s3.closing_balance_cents
+    await assert_ledgers_balanced(db_dsn)
