@@ -43,7 +43,8 @@ class StatementController(Controller):
         "count and total, returns, fund top-up references; the rest waits in the exceptions queue. The answer "
         "gives, per statement, the ledger's bank balance at the statement date and its difference from the "
         "closing balance. Day statements go in date order, each opening where the last one imported for the account "
-        "closed (409 `statement_out_of_order`, 409 `statement_gap`: a statement in between is missing). "
+        "closed (409 `statement_out_of_order`, 409 `statement_gap`: a statement in between is missing); the same "
+        "statement id and date again with other content (a corrected statement) is 409 `statement_differs`. "
         "Size limit: SETTLEMENT_MAX_UPLOAD_BYTES (413 beyond it).",
         status_code=200,
     )

@@ -245,11 +245,34 @@ async def _import_one(
                 "import it first",
                 code="statement_gap",
             )
+    fingerprints = st.fingerprints()
+    content_sha = None
+    if st.opening_balance_cents is not None:
+        content_sha = hashlib.sha256(
+            "\x1f".join((str(st.opening_balance_cents), str(st.closing_balance_cents), *fingerprints)).encode()
+        ).hexdigest()
+        # A day statement says what the account did that day once: the same id and
+        # date with other content is a bank's correction, whose differences would
+        # be booked on top of the first (and its dropped entries kept).
+        before = await conn.fetch(
+            "SELECT content_sha256 FROM statements WHERE debtor_account_id = $1 AND kind = $2 AND statement_id = $3 "
+            "AND statement_date = $4 AND content_sha256 IS NOT NULL",
+            acct["id"],
+            st.kind,
+            st.statement_id,
+            st.statement_date,
+        )
+        if before and all(r["content_sha256"] != content_sha for r in before):
+            raise Conflict(
+                f"statement {st.statement_id} of {st.statement_date} for {st.account_iban} was imported already with "
+                "other balances or entries; a corrected statement is not booked over the first, nothing was imported",
+                code="statement_differs",
+            )
     sid = await conn.fetchval(
         "INSERT INTO statements (sponsor_id, debtor_account_id, file_id, kind, message_id, statement_id, "
         "electronic_sequence, account_iban, statement_date, opening_balance, closing_balance, entries, entries_new, "
-        "entries_duplicate, sha256, imported_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, 0, "
-        "$13, $14) RETURNING id",
+        "entries_duplicate, sha256, imported_by, content_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+        "$12, 0, 0, $13, $14, $15) RETURNING id",
         acct["sponsor_id"],
         acct["id"],
         file_id,
@@ -264,9 +287,10 @@ async def _import_one(
         len(st.entries),
         st_sha,
         _label(actor),
+        content_sha,
     )
     # A notification of something pending is not kept: the booking comes later.
-    booked = [(e, fp) for e, fp in zip(st.entries, st.fingerprints(), strict=True) if e.is_booked]
+    booked = [(e, fp) for e, fp in zip(st.entries, fingerprints, strict=True) if e.is_booked]
     seen = {
         r["fingerprint"]
         for r in await conn.fetch(

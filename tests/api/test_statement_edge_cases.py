@@ -424,3 +424,24 @@ async def test_a_day_statement_after_a_missing_one_is_refused(client: Any, world
         assert r.json()["statements"][0]["balance_difference"] == 0
     assert await bank_ledger(db_dsn, day3) == s3.closing_balance_cents
     await assert_ledgers_balanced(db_dsn)
+
+
+async def test_a_corrected_day_statement_is_refused(client: Any, world: World, db_dsn: str) -> None:
+    """The same statement id and day again with other content (a bank's correction) would book
+    its new lines on top of the first and keep the lines it dropped: refused, nothing changes.
+    The same statement in another file (another camt version) still changes nothing."""
+    _run, file = await paid_run(client, world)
+    p0, p1 = file.blocks[0].payments[:2]
+    s1 = statement([pay_entry(p0, 0, "B-0")], sid="S1")
+    r = await client.post("/v1/statements", content=build_camt053(s1), headers=xml(world))
+    assert r.status_code == 200, r.text
+    state = await ledger_state(db_dsn)
+    corrected = statement([pay_entry(p0, 0, "B-0"), pay_entry(p1, 1, "B-1")], sid="S1")
+    r = await client.post("/v1/statements", content=build_camt053(corrected), headers=xml(world))
+    assert r.status_code == 409 and r.json()["code"] == "statement_differs", r.text
+    assert await ledger_state(db_dsn) == state
+    r = await client.post("/v1/statements", content=build_camt053(s1, "camt.053.001.08"), headers=xml(world))
+    assert r.status_code == 200, r.text
+    assert r.json()["statements"][0]["entries_new"] == 0
+    assert await ledger_state(db_dsn) == state
+    assert await bank_ledger(db_dsn, DAY) == s1.closing_balance_cents
