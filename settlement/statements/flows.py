@@ -1050,7 +1050,7 @@ async def resolve(
         _label(actor),
         reason,
     )
-    await _refresh_statement(conn, e["statement_id"])
+    await _refresh_statement(conn, e["statement_id"], day)
     await settle_runs(conn, e["debtor_account_id"])
     await audit.record(
         conn,
@@ -1073,17 +1073,27 @@ async def resolve(
     return _entry_out(row)
 
 
-async def _refresh_statement(conn: Any, sid: int) -> None:
-    st = await conn.fetchrow(
-        "SELECT s.statement_date, s.closing_balance, d.bank_account_id FROM statements s "
-        "JOIN debtor_accounts d ON d.id = s.debtor_account_id WHERE s.id = $1",
-        sid,
-    )
-    ledger_balance = await bank_balance(conn, st["bank_account_id"], st["statement_date"])
+async def _refresh_statement(conn: Any, sid: int, day: date) -> None:
+    """The entry's statement: its counts; and the balance check of every statement of the
+    account dated ``day`` (what was just booked) or later, whose bank balance it changed too."""
     await conn.execute(
         "UPDATE statements SET matched = (SELECT count(*) FROM statement_entries WHERE statement_id = $1 "
         "AND state <> 'unmatched'), unmatched = (SELECT count(*) FROM statement_entries WHERE statement_id = $1 "
-        "AND state = 'unmatched'), ledger_balance = $2, balance_difference = closing_balance - $2 WHERE id = $1",
+        "AND state = 'unmatched') WHERE id = $1",
         sid,
-        ledger_balance,
     )
+    rows = await conn.fetch(
+        "SELECT s.id, s.statement_date, d.bank_account_id FROM statements s "
+        "JOIN debtor_accounts d ON d.id = s.debtor_account_id "
+        "WHERE s.debtor_account_id = (SELECT debtor_account_id FROM statements WHERE id = $1) "
+        "AND (s.id = $1 OR s.statement_date >= $2) ORDER BY s.id",
+        sid,
+        day,
+    )
+    for st in rows:
+        ledger_balance = await bank_balance(conn, st["bank_account_id"], st["statement_date"])
+        await conn.execute(
+            "UPDATE statements SET ledger_balance = $2, balance_difference = closing_balance - $2 WHERE id = $1",
+            st["id"],
+            ledger_balance,
+        )

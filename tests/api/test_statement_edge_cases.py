@@ -445,3 +445,33 @@ async def test_a_corrected_day_statement_is_refused(client: Any, world: World, d
     assert r.json()["statements"][0]["entries_new"] == 0
     assert await ledger_state(db_dsn) == state
     assert await bank_ledger(db_dsn, DAY) == s1.closing_balance_cents
+
+
+async def test_resolving_a_line_updates_the_balance_check_of_later_statements(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """A gift on day 1 waits in the queue: days 1 and 2 both show it as a difference. Once a
+    person books it, the ledger matches the bank on both days, and both statements must say so."""
+    gift = Entry(
+        index=0, amount_cents=12_34, credit_debit="CRDT", booking_date=DAY, value_date=DAY, bank_reference="G-1"
+    )
+    s1 = statement([gift], sid="S1")
+    day2 = DAY + timedelta(days=1)
+    s2 = statement([], sid="S2", opening=s1.closing_balance_cents, day=day2)
+    ids = []
+    for s in (s1, s2):
+        r = await client.post("/v1/statements", content=build_camt053(s), headers=xml(world))
+        assert r.status_code == 200, r.text
+        assert r.json()["statements"][0]["balance_difference"] == 12_34
+        ids.append(r.json()["statements"][0]["id"])
+    (q,) = (await client.get("/v1/statement-entries?state=unmatched", headers=world.h("gemeente_finance"))).json()
+    r = await client.post(
+        f"/v1/statement-entries/{q['id']}/resolve",
+        json={"action": "match_top_up", "fund_id": world.ids["kindpakket"], "reason": "gift, see mail"},
+        headers=world.h("gemeente_approver"),
+    )
+    assert r.status_code == 200, r.text
+    for sid, s in zip(ids, (s1, s2), strict=True):
+        got = (await client.get(f"/v1/statements/{sid}", headers=world.h("gemeente_finance"))).json()
+        assert (got["ledger_balance"], got["balance_difference"]) == (s.closing_balance_cents, 0), got
+    assert [x["unmatched"] for x in (await client.get("/v1/statements", headers=world.h("auditor"))).json()] == [0, 0]
