@@ -592,8 +592,8 @@ def parse_camt(data: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES) -> list[Sta
     ``UnsupportedStatement`` for another message, ``InvalidStatement`` when a
     value breaks a rule (an amount that is not one, an account without IBAN,
     an entry in another currency than its account). Balances that do not add
-    up are reported by ``Statement.balance_problem``, not refused here: real
-    banks' files do not always add up, and the importer reports it loudly.
+    up are reported by ``Statement.balance_problem``, not refused here (the
+    parser reads edited samples too); the importer refuses such a statement.
     """
     if len(data) > max_bytes:
         raise StatementTooLarge(len(data), max_bytes)

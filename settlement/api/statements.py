@@ -38,14 +38,15 @@ class StatementController(Controller):
         "/statements",
         summary="Import a bank statement file (camt.053, camt.054 or MT940 as the raw request body)",
         description="Every statement in the file must be of one of the sponsor's debtor accounts, else nothing is "
-        "imported (404 `statement_account_unknown`). The same statement twice changes nothing; an entry already "
-        "seen in another statement is booked once. Entries are matched by EndToEndId, then batch PmtInfId with "
-        "count and total, returns, fund top-up references; the rest waits in the exceptions queue. The answer "
-        "gives, per statement, the ledger's bank balance at the statement date and its difference from the "
+        "imported (404 `statement_account_unknown`); so is a statement whose opening balance plus its booked entries "
+        "is not its closing balance (422 `statement_does_not_add_up`). The same statement twice changes nothing; an "
+        "entry already seen in another statement is booked once. Entries are matched by EndToEndId, then batch "
+        "PmtInfId with count and total, returns, fund top-up references; the rest waits in the exceptions queue. The "
+        "answer gives, per statement, the ledger's bank balance at the statement date and its difference from the "
         "closing balance. Day statements go in date order, each opening where the last one imported for the account "
         "closed (409 `statement_out_of_order`, 409 `statement_gap`: a statement in between is missing); the same "
-        "statement id and date again with other content (a corrected statement) is 409 `statement_differs`. "
-        "Size limit: SETTLEMENT_MAX_UPLOAD_BYTES (413 beyond it).",
+        "statement id and date again with other content (a corrected statement) is 409 `statement_differs`. Size "
+        "limit: SETTLEMENT_MAX_UPLOAD_BYTES (413 beyond it).",
         status_code=200,
     )
     async def upload(

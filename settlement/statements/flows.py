@@ -161,6 +161,14 @@ async def import_file(conn: Any, actor: Actor | str, data: bytes, *, max_bytes: 
                 code="statement_currency_unsupported",
                 errors=[{"field": "currency", "message": st.currency}],
             )
+        if (problem := st.balance_problem()) is not None:
+            # A statement that contradicts itself (a truncated or edited file) cannot be
+            # reconciled: booked, it would stand in the way of the bank's good copy.
+            raise ValidationFailed(
+                f"{problem}; the file does not add up, nothing was imported",
+                code="statement_does_not_add_up",
+                errors=[{"field": "closing_balance", "message": problem}],
+            )
         accounts.append(acct)
     file_sha = hashlib.sha256(data).hexdigest()
     sponsor_id = accounts[0]["sponsor_id"]

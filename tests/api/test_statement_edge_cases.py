@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from reconciliation.model import Entry, TxDetail
-from reconciliation.synth import build_camt053, build_camt054
+from reconciliation.synth import build_camt053, build_camt054, build_mt940
 from sepa import Rejection, build_pain002
 from settlement import db
 from settlement.errors import Conflict
@@ -475,3 +475,21 @@ async def test_resolving_a_line_updates_the_balance_check_of_later_statements(
         got = (await client.get(f"/v1/statements/{sid}", headers=world.h("gemeente_finance"))).json()
         assert (got["ledger_balance"], got["balance_difference"]) == (s.closing_balance_cents, 0), got
     assert [x["unmatched"] for x in (await client.get("/v1/statements", headers=world.h("auditor"))).json()] == [0, 0]
+
+
+async def test_a_statement_that_does_not_add_up_is_refused(client: Any, world: World, db_dsn: str) -> None:
+    """Opening + booked entries != closing: a truncated or edited file. Booked, its lines would
+    be in the ledger and the bank's good copy of the statement refused as a different one."""
+    _run, file = await paid_run(client, world)
+    p0, p1 = file.blocks[0].payments[:2]
+    good = statement([pay_entry(p0, 0, "B-0"), pay_entry(p1, 1, "B-1")], sid="1/1")
+    lost_a_line = msgspec.structs.replace(good, entries=good.entries[:1])
+    state = await ledger_state(db_dsn)
+    for data in (build_camt053(lost_a_line), build_mt940(lost_a_line)):
+        r = await client.post("/v1/statements", content=data, headers=xml(world))
+        assert r.status_code == 422 and r.json()["code"] == "statement_does_not_add_up", r.text
+        assert f"difference {-p1.amount_cents} cents" in r.json()["detail"]
+        assert await ledger_state(db_dsn) == state
+    r = await client.post("/v1/statements", content=build_mt940(good), headers=xml(world))
+    assert r.status_code == 200, r.text
+    assert r.json()["payments_booked"] == 2 and r.json()["statements"][0]["balance_difference"] == 0

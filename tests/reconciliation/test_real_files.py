@@ -7,7 +7,8 @@ test-rabo.swi (all four); it does NOT hold for test-camt053 (off by
 -434.16: the OCA sample's balances were edited independently of its
 entries) nor for abnamro_structured.txt (both statements: the zilverline
 sample's entries were anonymised without fixing the balances). Those are
-reported by ``Statement.balance_problem``, not refused.
+reported by ``Statement.balance_problem``, not refused by the parser (the
+importer refuses them: 422 ``statement_does_not_add_up``).
 """
 
 from __future__ import annotations
