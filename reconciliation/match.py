@@ -25,7 +25,7 @@ The rules, tried in this order (DESIGN "Reconciliation"):
    no spaces, dots or dashes): ISO 11649 ``RF`` references (check digits
    verified before a free-text token counts) and 16-digit Dutch
    betalingskenmerken. Never a substring of free text: a token must be
-   the whole reference.
+   the whole reference. A zero amount (a bank's notice) is never a top-up.
 5. Amount + date -> suggestions only. Everything else is ``unmatched`` with a
    ``reason`` saying which rule failed and why ("amount differs from payment
    X: expected 12500, got 12000", "no payment with EndToEndId ...", "batch
@@ -365,6 +365,8 @@ class _Matcher:
         )
 
     def top_up(self, pos: int, e: Entry) -> Decision:
+        if e.amount_cents == 0:  # the ledger holds no transfer of 0
+            return self.unmatched(pos, e, "a zero amount: nothing to book")
         structured = [normalise_reference(d.structured_reference) for d in e.details if d.structured_reference]
         texts = [d.remittance for d in e.details if d.remittance]
         if e.additional_info:

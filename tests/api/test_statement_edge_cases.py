@@ -493,3 +493,25 @@ async def test_a_statement_that_does_not_add_up_is_refused(client: Any, world: W
     r = await client.post("/v1/statements", content=build_mt940(good), headers=xml(world))
     assert r.status_code == 200, r.text
     assert r.json()["payments_booked"] == 2 and r.json()["statements"][0]["balance_difference"] == 0
+
+
+async def test_a_zero_amount_line_with_a_fund_reference_waits_in_the_queue(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """A 0.00 credit naming a fund's top-up reference: the ledger refuses a transfer of 0, so
+    matching it as a top-up failed the whole statement (409 ledger_refused) and nothing got in."""
+    ref = await fund_reference(client, world)
+    zero = Entry(
+        index=0,
+        amount_cents=0,
+        credit_debit="CRDT",
+        booking_date=DAY,
+        value_date=DAY,
+        bank_reference="ZERO-1",
+        details=(TxDetail(structured_reference=ref),),
+    )
+    r = await client.post("/v1/statements", content=build_camt053(statement([zero], sid="S1")), headers=xml(world))
+    assert r.status_code == 200, r.text
+    (s,) = r.json()["statements"]
+    assert (s["unmatched"], s["balance_difference"], r.json()["top_ups"]) == (1, 0, 0)
+    await assert_ledgers_balanced(db_dsn)

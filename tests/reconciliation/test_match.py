@@ -256,6 +256,12 @@ def test_a_top_up_by_structured_reference() -> None:
     assert (d.kind, d.top_up, d.reference) == ("top_up", FUND, FUND_REF)
 
 
+def test_a_zero_amount_with_a_top_up_reference_is_not_a_top_up() -> None:
+    """The ledger refuses a transfer of 0: a 0.00 line (a bank's notice) would fail the whole import."""
+    [d] = _match(msgspec.structs.replace(TOP_UP, amount_cents=0))
+    assert d.kind == "unmatched" and d.reason is not None and "zero" in d.reason
+
+
 @pytest.mark.parametrize(
     "remittance",
     [
