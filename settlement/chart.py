@@ -35,6 +35,21 @@ def bank(iban: str) -> str:
     return f"bank:{iban}"
 
 
+def external(category: str) -> str:
+    return f"external:{category}"
+
+
+# Bank movements that are no part of the scheme (bank charges, interest, the
+# sponsor moving money to or from its own other accounts), booked by a person
+# from the exceptions queue against ``bank:<iban>``. They are clearing accounts:
+# the sponsor's own administration books them as costs, income or transfers.
+EXTERNAL = {
+    "bank_charges": "Bank charges (for the sponsor's own administration)",
+    "interest": "Interest (for the sponsor's own administration)",
+    "own_transfer": "Transfers to and from the sponsor's other accounts",
+}
+
+
 # Sub-ledgers: one account per voucher. Reports (trial balance, auditfile) show
 # them as one control line, ``voucher:*``; their detail is each voucher's history.
 SUBLEDGERS = ("voucher:",)

@@ -19,7 +19,7 @@ EntryState = Literal["unmatched", "matched", "ignored"]
 
 
 class ResolveIn(Api):
-    action: Literal["match_payment", "match_top_up", "ignore"]
+    action: Literal["match_payment", "match_top_up", "book_external", "ignore"]
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, description="why: kept in the audit trail")]
     payment_id: int | None = None
     payment_ids: Annotated[
@@ -27,6 +27,13 @@ class ResolveIn(Api):
         msgspec.Meta(description="instead of payment_id: a line that covers several payments (they must add up)"),
     ] = None
     fund_id: int | None = None
+    category: Annotated[
+        Literal["bank_charges", "interest", "own_transfer"] | None,
+        msgspec.Meta(
+            description="with book_external: what the movement is; booked against external:<category>, a clearing "
+            "account the sponsor's own administration takes over"
+        ),
+    ] = None
 
 
 class StatementController(Controller):
@@ -109,11 +116,15 @@ class StatementController(Controller):
 
     @post(
         "/statement-entries/{entry_id:int}/resolve",
-        summary="Resolve an unmatched entry: match it to a payment or a fund top-up, or ignore it",
+        summary="Resolve an unmatched entry: match it to a payment or a fund top-up, book it as outside the "
+        "scheme, or ignore it",
         description="`reason` is required and kept with who and when in the audit trail. A debit matched to a "
         "payment books it; a credit matched to a booked payment is a return; a credit matched to a fund is a "
         "top-up. A line that covers several payments is matched with `payment_ids`; their amounts must add up "
-        "to the line's (409 `amount_differs`, nothing booked).",
+        "to the line's (409 `amount_differs`, nothing booked). `book_external` with a `category` "
+        "(`bank_charges`, `interest`, `own_transfer`) books a movement that is no part of the scheme against "
+        "`external:<category>`, so the ledger's bank account still equals the bank's; `ignore` books nothing, "
+        "and the bank account then differs from the statement by that amount.",
         status_code=200,
     )
     async def resolve(
@@ -139,6 +150,7 @@ class StatementController(Controller):
                 payment_id=data.payment_id,
                 payment_ids=data.payment_ids,
                 fund_id=data.fund_id,
+                category=data.category,
             ),
             status=200,
         )

@@ -952,8 +952,10 @@ async def resolve(
     payment_id: int | None = None,
     payment_ids: Sequence[int] | None = None,
     fund_id: int | None = None,
+    category: str | None = None,
 ) -> EntryOut:
-    """A person settles an unmatched entry: match it to a payment or a top-up, or ignore it, saying why."""
+    """A person settles an unmatched entry: match it to a payment or a top-up, book it as a
+    movement outside the scheme (``book_external``), or ignore it, saying why."""
     scope = await sponsor_scope(conn, actor, WRITE_ROLES)
     account = await conn.fetchval(
         "SELECT debtor_account_id FROM statement_entries WHERE id = $1 AND ($2::bigint IS NULL OR sponsor_id = $2)",
@@ -1044,11 +1046,13 @@ async def resolve(
                 "the fund has no grant yet, so no funding source to receive money for; grant its budget first",
                 code="fund_has_no_source",
             )
+    elif action == "book_external":
+        await _book_external(conn, acct, e, category, day)
     elif action == "ignore":
         await conn.execute("UPDATE statement_entries SET state = 'ignored' WHERE id = $1", entry_id)
     else:
         raise ValidationFailed(
-            "action must be match_payment, match_top_up or ignore",
+            "action must be match_payment, match_top_up, book_external or ignore",
             code="action_invalid",
             errors=[{"field": "action", "message": action}],
         )
@@ -1075,10 +1079,52 @@ async def resolve(
             # the payments matched, however they were named (payment_id or payment_ids)
             "payment_ids": sorted(set(payment_ids or ([] if payment_id is None else [payment_id]))) or None,
             "fund_id": fund_id,
+            "category": category,
         },
     )
     row = await conn.fetchrow(_ENTRY_SELECT + " WHERE e.id = $1", entry_id)
     return _entry_out(row)
+
+
+async def _book_external(conn: Any, acct: Any, e: Any, category: str | None, day: date) -> None:
+    """A bank movement that is no part of the scheme: ``external:<category>`` against
+    ``bank:<iban>`` (a charge or negative interest out, interest or the sponsor's own money in),
+    so the ledger's bank account keeps equalling the bank's."""
+    if category not in chart.EXTERNAL:
+        raise ValidationFailed(
+            f"say what the movement is: category one of {', '.join(chart.EXTERNAL)}",
+            code="category_required",
+            errors=[{"field": "category", "message": f"one of {', '.join(chart.EXTERNAL)}"}],
+        )
+    if e["amount"] == 0:
+        raise Conflict("the entry is 0.00: nothing to book; ignore it with a reason", code="amount_is_zero")
+    code = chart.external(category)
+    other = (await chart.ensure(conn, acct["ledger_id"], [(code, chart.EXTERNAL[category])]))[code]
+    bank = acct["bank_account_id"]
+    debit, credit = (other, bank) if e["credit_debit"] == "DBIT" else (bank, other)
+    ledger_entry = new_entry_id()
+    await post_all(
+        conn,
+        [
+            EntrySpec(
+                id=ledger_entry,
+                ledger_id=acct["ledger_id"],
+                description=f"{chart.EXTERNAL[category].split(' (')[0]} on bank account {acct['iban']}",
+                value_date=day,
+                refs={"statement_entry": str(e["id"]), "category": category},
+                transfers=(
+                    TransferSpec(debit_account_id=debit, credit_account_id=credit, amount=e["amount"], code=category),
+                ),
+            )
+        ],
+        "a statement posting",
+    )
+    await conn.execute(
+        "UPDATE statement_entries SET state = 'matched', match_kind = 'external', ledger_entry_id = $2, "
+        "manual = true, suggestions = '[]' WHERE id = $1",
+        e["id"],
+        ledger_entry,
+    )
 
 
 async def _refresh_statement(conn: Any, sid: int, day: date) -> None:

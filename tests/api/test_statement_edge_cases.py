@@ -515,3 +515,64 @@ async def test_a_zero_amount_line_with_a_fund_reference_waits_in_the_queue(
     (s,) = r.json()["statements"]
     assert (s["unmatched"], s["balance_difference"], r.json()["top_ups"]) == (1, 0, 0)
     await assert_ledgers_balanced(db_dsn)
+
+
+async def test_bank_charges_and_interest_are_booked_so_the_books_match_the_bank(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """Monthly charges out, interest in, and money moved to the sponsor's own savings account:
+    no part of the scheme, yet on the bank account. Ignored, the ledger's bank account stays off
+    the bank's for good (and `audit verify` fails); booked as external, the two agree."""
+    from settlement.books.verify import verify_books
+
+    lines = [
+        Entry(index=0, amount_cents=7_50, credit_debit="DBIT", booking_date=DAY, value_date=DAY, bank_reference="K-1"),
+        Entry(index=1, amount_cents=1_23, credit_debit="CRDT", booking_date=DAY, value_date=DAY, bank_reference="R-1"),
+        Entry(
+            index=2, amount_cents=500_00, credit_debit="DBIT", booking_date=DAY, value_date=DAY, bank_reference="O-1"
+        ),
+    ]
+    st = statement(lines)
+    r = await client.post("/v1/statements", content=build_camt053(st), headers=xml(world))
+    assert r.status_code == 200, r.text
+    sid = r.json()["statements"][0]["id"]
+    assert r.json()["statements"][0]["balance_difference"] == -7_50 + 1_23 - 500_00
+    queue = (await client.get("/v1/statement-entries?state=unmatched", headers=world.h("gemeente_finance"))).json()
+    by_ref = {q["bank_reference"]: q["id"] for q in queue}
+
+    # a category is needed, and a zero line has nothing to book: refused, nothing changed
+    state = await ledger_state(db_dsn)
+    r = await client.post(
+        f"/v1/statement-entries/{by_ref['K-1']}/resolve",
+        json={"action": "book_external", "reason": "kosten"},
+        headers=world.h("gemeente_finance"),
+    )
+    assert r.status_code == 422 and r.json()["code"] == "category_required", r.text
+    assert await ledger_state(db_dsn) == state
+
+    for ref, category in (("K-1", "bank_charges"), ("R-1", "interest"), ("O-1", "own_transfer")):
+        r = await client.post(
+            f"/v1/statement-entries/{by_ref[ref]}/resolve",
+            json={"action": "book_external", "category": category, "reason": f"{category}, see bank letter"},
+            headers=world.h("gemeente_finance"),
+        )
+        assert r.status_code == 200, r.text
+        assert (r.json()["state"], r.json()["match_kind"]) == ("matched", "external")
+
+    got = (await client.get(f"/v1/statements/{sid}", headers=world.h("gemeente_finance"))).json()
+    assert (got["unmatched"], got["balance_difference"]) == (0, 0), got
+    assert await bank_ledger(db_dsn, DAY) == st.closing_balance_cents
+
+    tb = (await client.get(f"/v1/books/trial-balance?as_of={DAY}", headers=world.h("auditor"))).json()
+    lines_by_code = {ln["code"]: ln for ln in tb["lines"]}
+    assert lines_by_code["external:bank_charges"]["debit"] == 7_50
+    assert lines_by_code["external:interest"]["credit"] == 1_23
+    assert lines_by_code["external:own_transfer"]["debit"] == 500_00
+
+    conn = await db.connect(db_dsn)
+    try:
+        report = await verify_books(conn, sponsor_id=world.ids["gemeente"])
+    finally:
+        await conn.close()
+    assert report.ok, report.failures
+    await assert_ledgers_balanced(db_dsn)
