@@ -121,7 +121,9 @@ class StatementController(Controller):
         description="`reason` is required and kept with who and when in the audit trail. A debit matched to a "
         "payment books it; a credit matched to a booked payment is a return; a credit matched to a fund is a "
         "top-up. A line that covers several payments is matched with `payment_ids`; their amounts must add up "
-        "to the line's (409 `amount_differs`, nothing booked). `book_external` with a `category` "
+        "to the line's (409 `amount_differs`, nothing booked), except a return of one payment that came back "
+        "short: the difference is booked as bank charges and the supplier is owed the whole payment. "
+        "`book_external` with a `category` "
         "(`bank_charges`, `interest`, `own_transfer`) books a movement that is no part of the scheme against "
         "`external:<category>`, so the ledger's bank account still equals the bank's; `ignore` books nothing, "
         "and the bank account then differs from the statement by that amount.",

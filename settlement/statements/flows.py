@@ -704,6 +704,7 @@ async def _book_return(
     day: date,
     *,
     manual: bool = False,
+    charges: int = 0,
 ) -> None:
     """bank -> payable: the money came back; the suppliers' details are blocked until fixed.
 
@@ -711,6 +712,9 @@ async def _book_return(
     ``MAX_TRANSFERS_PER_ENTRY``) by the callers. One ledger entry with a
     transfer per payment. A single payment takes the entry's amount (what
     really came back); several must add up to it (checked by the callers).
+    ``charges``: what the banks kept of a single returned payment (a person
+    matched a short return), booked ``external:bank_charges -> payable`` so
+    the supplier is owed the whole payment again, as its reopened lines say.
     """
     payable_ids = {
         r["code"]: r["id"]
@@ -722,6 +726,18 @@ async def _book_return(
     }
     ledger_entry = new_entry_id()
     what = pays[0]["end_to_end_id"] if len(pays) == 1 else f"{len(pays)} payments"
+    kept: tuple[TransferSpec, ...] = ()
+    if charges:
+        code = chart.external("bank_charges")
+        fees = (await chart.ensure(conn, acct["ledger_id"], [(code, chart.EXTERNAL["bank_charges"])]))[code]
+        kept = (
+            TransferSpec(
+                debit_account_id=fees,
+                credit_account_id=payable_ids[chart.payable(pays[0]["supplier_id"])],
+                amount=charges,
+                code="bank_charges",
+            ),
+        )
     await post_all(
         conn,
         [
@@ -739,7 +755,8 @@ async def _book_return(
                         code="payment_returned",
                     )
                     for p in pays
-                ),
+                )
+                + kept,
             )
         ],
         "a statement posting",
@@ -1001,7 +1018,10 @@ async def resolve(
         if len(pays) != len(ids):
             raise NotFound("no such payment from this bank account", code="payment_not_found")
         total = sum(p["amount"] for p in pays)
-        if total != e["amount"]:
+        # A return of one payment may come back short: the banks kept their charges.
+        short = e["credit_debit"] == "CRDT" and len(pays) == 1 and 0 < e["amount"] < total
+        charges = total - e["amount"] if short else 0
+        if total != e["amount"] + charges:
             what = "the payment" if len(pays) == 1 else f"the {len(pays)} payments together"
             raise Conflict(
                 f"the entry is {e['amount']} cents and {what} {total}; ignore the entry with a reason "
@@ -1034,7 +1054,9 @@ async def resolve(
                     f"payment {wrong[0]['end_to_end_id']} is {wrong[0]['state']}; only a booked payment can come back",
                     code="payment_not_booked",
                 )
-            await _book_return(conn, actor, acct, entry_id, pays, e["amount"], e["return_reason"], day, manual=True)
+            await _book_return(
+                conn, actor, acct, entry_id, pays, e["amount"], e["return_reason"], day, manual=True, charges=charges
+            )
     elif action == "match_top_up":
         if e["credit_debit"] != "CRDT":
             raise Conflict("a top-up is money received: this entry is a debit", code="entry_not_credit")

@@ -15,8 +15,8 @@ from sepa import Rejection, build_pain002
 from settlement import db
 from settlement.errors import Conflict
 from settlement.statements import flows
-from tests.api.test_payouts_api import account_balance
-from tests.api.test_statements_api import DAY, GEMEENTE_IBAN, fund_reference, paid_run, statement, xml
+from tests.api.test_payouts_api import account_balance, new_run
+from tests.api.test_statements_api import DAY, GEMEENTE_IBAN, OPENING, fund_reference, paid_run, statement, xml
 from tests.world import World, assert_ledgers_balanced, ledger_state
 
 
@@ -575,4 +575,71 @@ async def test_bank_charges_and_interest_are_booked_so_the_books_match_the_bank(
     finally:
         await conn.close()
     assert report.ok, report.failures
+    await assert_ledgers_balanced(db_dsn)
+
+
+async def test_a_return_short_of_the_banks_charges_owes_the_supplier_the_whole_payment(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """The bike shop's payment bounces and comes back 2.50 short: the banks kept their charges.
+    The matcher leaves it to a person; matched to the payment, the bank gets what came back,
+    the charges go to external:bank_charges, and the shop is owed (and later paid) the whole
+    payment again, as its reopened lines say."""
+    _run, file = await paid_run(client, world)
+    pays = file.blocks[0].payments
+    booked = [pay_entry(p, i, f"B-{i}") for i, p in enumerate(pays)]
+    r = await client.post("/v1/statements", content=build_camt053(statement(booked, sid="S1")), headers=xml(world))
+    assert r.status_code == 200 and r.json()["payments_booked"] == len(pays), r.text
+    bike = next(p for p in pays if p.creditor.iban == "NL02ABNA0123456789")
+    day = DAY + timedelta(days=2)
+    back = Entry(
+        index=0,
+        amount_cents=bike.amount_cents - 2_50,
+        credit_debit="CRDT",
+        booking_date=day,
+        value_date=day,
+        bank_reference="RET-SHORT",
+        details=(
+            TxDetail(
+                end_to_end_id=bike.end_to_end_id,
+                amount_cents=bike.amount_cents - 2_50,
+                return_reason="AC04",
+                original_end_to_end_id=bike.end_to_end_id,
+            ),
+        ),
+    )
+    closing = OPENING - sum(p.amount_cents for p in pays)
+    st = statement([back], opening=closing, sid="S2", day=day)
+    r = await client.post("/v1/statements", content=build_camt053(st), headers=xml(world))
+    assert r.status_code == 200 and r.json()["payments_returned"] == 0, r.text
+    (q,) = (await client.get("/v1/statement-entries?state=unmatched", headers=world.h("gemeente_finance"))).json()
+    payment_id = next(
+        p["id"]
+        for p in (await client.get("/v1/payments", headers=world.h("gemeente_finance"))).json()
+        if p["end_to_end_id"] == bike.end_to_end_id
+    )
+    r = await client.post(
+        f"/v1/statement-entries/{q['id']}/resolve",
+        json={"action": "match_payment", "payment_id": payment_id, "reason": "return, 2.50 charges kept"},
+        headers=world.h("gemeente_approver"),
+    )
+    assert r.status_code == 200, r.text
+    got = (await client.get(f"/v1/statements/{r.json()['statement_id']}", headers=world.h("gemeente_finance"))).json()
+    assert got["balance_difference"] == 0, got
+    assert await account_balance(db_dsn, "payable:", world.ids["gemeente"]) == bike.amount_cents
+    tb = (await client.get(f"/v1/books/trial-balance?as_of={day}", headers=world.h("auditor"))).json()
+    assert {ln["code"]: ln for ln in tb["lines"]}["external:bank_charges"]["debit"] == 2_50
+
+    # new details approved: the next run pays the shop the whole payment, once
+    r = await client.post(
+        f"/v1/suppliers/{world.ids['bike_shop']}/bank-details",
+        json={"iban": "NL20INGB0001234567", "holder_name": "Rijwielhandel De Vries"},
+        headers=world.h("bike_shop"),
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(f"/v1/bank-detail-requests/{r.json()['id']}/approve", headers=world.h("gemeente_approver"))
+    assert r.status_code == 200, r.text
+    again = await new_run(client, world)
+    r = await client.get(f"/v1/payments?run_id={again['id']}", headers=world.h("gemeente_finance"))
+    assert [(p["supplier_id"], p["amount"]) for p in r.json()] == [(world.ids["bike_shop"], bike.amount_cents)]
     await assert_ledgers_balanced(db_dsn)
