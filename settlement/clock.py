@@ -9,7 +9,7 @@ would spend for an hour or two into the next Amsterdam day.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -17,3 +17,8 @@ AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 def local_today(now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(AMSTERDAM).date()
+
+
+def end_of_day(day: date) -> datetime:
+    """The first instant after the Amsterdam ``day`` (its midnight, whatever DST does that night)."""
+    return datetime.combine(day + timedelta(days=1), time(), tzinfo=AMSTERDAM)

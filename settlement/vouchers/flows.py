@@ -23,10 +23,18 @@ import msgspec
 
 from ledger.engine import apply_batch
 from ledger.holds import expiry_entry
-from ledger.model import MAX_BATCH_ENTRIES, EntryResult, EntrySpec, TransferSpec, new_entry_id, transfer_id
+from ledger.model import (
+    MAX_BATCH_ENTRIES,
+    MIN_HOLD_TIMEOUT_S,
+    EntryResult,
+    EntrySpec,
+    TransferSpec,
+    new_entry_id,
+    transfer_id,
+)
 from settlement import audit, chart, gate
 from settlement.auth import Actor
-from settlement.clock import local_today
+from settlement.clock import end_of_day, local_today
 from settlement.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationFailed
 from settlement.references import new_voucher_code
 from settlement.split import BP_TOTAL, split_by_bp, split_capped, split_proportional
@@ -599,6 +607,10 @@ async def reserve(conn: Any, actor: Actor, voucher_code: str, amount: int, descr
     parts = _split_over_shares(amount, shares)
     payables = await _payable_accounts(conn, actor.organisation_id, shares)
     timeout_s = min(s["reservation_expiry_days"] for s in shares) * 86_400
+    # A reservation ends with its voucher, at the end of its last valid (Amsterdam) day:
+    # otherwise whether it could still be redeemed would depend on when the sweep ran.
+    left = int((end_of_day(row["valid_until"]) - datetime.now(UTC)).total_seconds())
+    timeout_s = max(MIN_HOLD_TIMEOUT_S, min(timeout_s, left))
     rid = new_entry_id()
     entries = []
     part_rows = []

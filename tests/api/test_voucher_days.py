@@ -155,3 +155,41 @@ async def test_a_refund_racing_the_expiry_sweep_returns_the_money_to_the_fund(
     assert left == 0, "money left on an expired voucher"
     assert_adds_up(await overview(client, world))
     await assert_ledgers_balanced(db_dsn)
+
+
+async def test_a_reservation_ends_with_its_voucher(client: Any, world: World, db_dsn: str) -> None:
+    """A voucher valid until today: a reservation on it ends at the end of today (Amsterdam),
+    not after the fund's reservation expiry, in the API and in the ledger's hold alike. Otherwise
+    whether it could still be redeemed tomorrow would depend on when the year-end sweep ran."""
+    from settlement.clock import end_of_day
+
+    today = amsterdam_today()
+    v = await issue(client, world, amount=10_000, valid_until=today.isoformat())
+    r = await _reserve(client, world, v["code"])
+    assert r.status_code == 201, r.text
+    expires = datetime.fromisoformat(r.json()["expires_at"])
+    assert expires <= end_of_day(today)
+    conn = await db.connect(db_dsn)
+    try:
+        hold = await conn.fetchval(
+            "SELECT h.expires_at FROM holds h JOIN reservation_parts p ON p.pending_transfer_id = h.transfer_id "
+            "WHERE p.reservation_id = $1",
+            uuid.UUID(r.json()["id"]),
+        )
+        days = await conn.fetchval("SELECT reservation_expiry_days FROM funds WHERE id = $1", world.ids["kindpakket"])
+    finally:
+        await conn.close()
+    assert expires <= hold <= end_of_day(today)
+
+    # a voucher valid for longer keeps the fund's reservation expiry, up to its own end
+    v = await issue(client, world, amount=10_000)
+    r = await _reserve(client, world, v["code"])
+    assert r.status_code == 201, r.text
+    created = datetime.fromisoformat(r.json()["created_at"])
+    held = datetime.fromisoformat(r.json()["expires_at"]) - created
+    voucher_left = end_of_day(date.fromisoformat(v["valid_until"])) - created
+    if voucher_left > timedelta(days=days, minutes=1):
+        assert held == timedelta(days=days)
+    else:
+        assert voucher_left - timedelta(minutes=1) <= held <= voucher_left
+    await assert_ledgers_balanced(db_dsn)
