@@ -32,8 +32,11 @@ log = get_logger("settlement.tx")
 Flow = Callable[[Any], Awaitable[Any]]
 
 
-def _request_hash(method: str, path: str, body: Any) -> bytes:
-    return hashlib.sha256(_encoder.encode([method, path, msgspec.to_builtins(body)])).digest()
+def _request_hash(method: str, path: str, body: Any, role: str) -> bytes:
+    """What makes two requests the same: method, path, body, and the caller's role. Keys are
+    per organisation; with the role in it, another role's token of the organisation cannot
+    be answered a request it may not make (an approver's approval replayed to finance)."""
+    return hashlib.sha256(_encoder.encode([method, path, msgspec.to_builtins(body), role])).digest()
 
 
 async def in_transaction(pool: Any, flow: Flow) -> Any:
@@ -71,7 +74,7 @@ async def write(
     if len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise BadRequest("Idempotency-Key must be printable and at most 200 characters", code="idempotency_key_invalid")
     method, path = request.method, request.url.path
-    digest = _request_hash(method, path, body)
+    digest = _request_hash(method, path, body, actor.role)
 
     async def run(conn: Any) -> tuple[int, Any, bool]:
         claimed = await conn.fetchval(

@@ -557,3 +557,21 @@ async def test_a_token_used_while_it_is_being_revoked_is_refused_once_revoked(
             assert r.status_code == 401 and r.json()["code"] == "token_invalid", r.text
     finally:
         await blocker.close()
+
+
+async def test_another_roles_token_is_not_answered_a_replay(client: Any, world: World) -> None:
+    """Idempotency keys are per organisation; a replay must not answer a token of another
+    role a request that role may not make (here: finance 'approving' a bank-detail change)."""
+    r = await _request_details(client, world.h("bike_shop"), world.ids["bike_shop"], "NL20INGB0001234567")
+    assert r.status_code == 201, r.text
+    req = r.json()["id"]
+    key = {"Idempotency-Key": f"approve-{req}"}
+    r = await client.post(f"/v1/bank-detail-requests/{req}/approve", headers={**world.h("gemeente_approver"), **key})
+    assert r.status_code == 200, r.text
+    again = await client.post(
+        f"/v1/bank-detail-requests/{req}/approve", headers={**world.h("gemeente_approver"), **key}
+    )
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    r = await client.post(f"/v1/bank-detail-requests/{req}/approve", headers={**world.h("gemeente_finance"), **key})
+    assert r.status_code == 409 and r.json()["code"] == "idempotency_key_reused", r.text
+    assert "idempotent-replayed" not in r.headers
