@@ -163,7 +163,7 @@ def ledger_verify(ctx: click.Context, ledger_id: int | None) -> None:
     from ledger.verify import ledger_ids, verify_ledger
 
     async def fn(conn: Any, _: str) -> list[Any]:
-        ids = [ledger_id] if ledger_id else await ledger_ids(conn)
+        ids = [ledger_id] if ledger_id is not None else await ledger_ids(conn)
         return [await verify_ledger(conn, i) for i in ids]
 
     reports = _run(ctx, fn)
@@ -198,7 +198,7 @@ def ledger_rollup(ctx: click.Context, ledger_id: int | None) -> None:
     from settlement.chart import SUBLEDGERS
 
     async def fn(conn: Any, _: str) -> int:
-        ids = [ledger_id] if ledger_id else await ledger_ids(conn)
+        ids = [ledger_id] if ledger_id is not None else await ledger_ids(conn)
         return sum([await roll_up(conn, i, groups=SUBLEDGERS) for i in ids])
 
     click.echo(f"{_run(ctx, fn)} day total(s) added")

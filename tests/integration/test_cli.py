@@ -154,3 +154,10 @@ async def test_tokens_create_list_and_revoke(db_dsn: str) -> None:
     finally:
         await conn.close()
     assert [r["actor"] for r in rows] == ["system:cli"]
+
+
+async def test_ledger_verify_of_a_ledger_that_does_not_exist_fails(db_dsn: str) -> None:
+    """`--ledger 0` is a ledger id like any other (none has it): verifying it is no pass, nor a check of all."""
+    r = run("ledger", "verify", "--ledger", "0", env={"DATABASE_URL": db_dsn})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ledger 0: BROKEN: ledger_not_found" in r.stdout
