@@ -402,7 +402,9 @@ async def supplier_statement(
     )
     rows = await conn.fetch(
         f"SELECT m.*, o.name AS sponsor_name FROM ({movements}) m JOIN organisations o ON o.id = m.sponsor_id "
-        "WHERE m.at >= $3 AND m.at < $4 ORDER BY m.at, m.kind LIMIT $5",
+        # one order, every time: a co-funded redemption's lines share their time and kind
+        "WHERE m.at >= $3 AND m.at < $4 ORDER BY m.at, m.kind, m.sponsor_id, m.reference, m.amount, m.payment_id "
+        "LIMIT $5",
         supplier_id,
         sponsor,
         t0,
