@@ -1218,7 +1218,7 @@ async def _close_voucher(conn: Any, actor: Actor | str, row: Any, state: str) ->
         late = any("pending_transfer_expired" in r.transfer_results for r in results)
         if not late or attempt == _CLOSE_ATTEMPTS - 1:
             _raise_for(results)
-    await sync_expired_reservations(conn, expired)
+    await sync_expired_reservations(conn, expired, actor)
     await conn.execute(
         "UPDATE reservations SET state = 'cancelled', closed_at = now() WHERE voucher_id = $1 AND state = 'held'",
         row["id"],
@@ -1291,13 +1291,30 @@ async def expire_vouchers(conn: Any, today: date | None = None, limit: int = EXP
     return len(rows)
 
 
-async def sync_expired_reservations(conn: Any, hold_ids: Sequence[uuid.UUID]) -> int:
-    """Holds the ledger expired: their reservations become 'expired'."""
+async def sync_expired_reservations(
+    conn: Any, hold_ids: Sequence[uuid.UUID], actor: Actor | str = "system:hold-expiry"
+) -> int:
+    """Holds the ledger expired: their reservations become 'expired', each with its audit line
+    in the trail of every sponsor whose share it held (the money went back to the voucher)."""
     if not hold_ids:
         return 0
-    result = await conn.execute(
-        "UPDATE reservations r SET state = 'expired', closed_at = now() WHERE r.state = 'held' AND r.id IN "
-        "(SELECT reservation_id FROM reservation_parts WHERE pending_transfer_id = ANY($1::uuid[]))",
+    rows = await conn.fetch(
+        "WITH x AS (UPDATE reservations r SET state = 'expired', closed_at = now() WHERE r.state = 'held' AND r.id IN "
+        "(SELECT reservation_id FROM reservation_parts WHERE pending_transfer_id = ANY($1::uuid[])) "
+        "RETURNING r.id, r.voucher_id, r.amount) "
+        "SELECT x.id, x.voucher_id, x.amount, array_agg(DISTINCT s.sponsor_id) AS sponsors FROM x "
+        "JOIN reservation_parts p ON p.reservation_id = x.id JOIN voucher_shares s ON s.voucher_id = x.voucher_id "
+        "AND s.position = p.position GROUP BY x.id, x.voucher_id, x.amount ORDER BY x.id",
         list(hold_ids),
     )
-    return int(result.split()[-1])
+    for r in rows:
+        await audit.record_each(
+            conn,
+            actor,
+            "reservation.expired",
+            "reservation",
+            r["id"],
+            sponsor_ids=r["sponsors"],
+            after={"voucher": str(r["voucher_id"]), "amount": r["amount"]},
+        )
+    return len(rows)

@@ -344,3 +344,41 @@ async def test_repeat_beneficiaries_are_never_silently_cut(
     monkeypatch.setattr(flows, "MAX_LIST", 1)
     r = await client.get("/v1/books/checks/repeat-beneficiaries", params=PERIOD, headers=world.h("auditor"))
     assert r.status_code == 422 and r.json()["code"] == "period_too_large", r.text
+
+
+async def test_an_expired_reservation_is_in_both_sponsors_audit_trails(client: Any, world: World, db_dsn: str) -> None:
+    """The expiry job moves money too (the hold goes back to the voucher): each co-funding
+    sponsor finds it in its trail, done by the system, not by a token."""
+    from settlement import db
+    from settlement.jobs import expire_holds_once
+
+    v = await issue(
+        client,
+        world,
+        who="leergeld_validator",
+        amount=20_000,
+        shares=[{"fund_id": world.ids["kindpakket"], "bp": 7_000}, {"fund_id": world.ids["fiets"], "bp": 3_000}],
+    )
+    r = await client.post(
+        "/v1/reservations",
+        headers=world.h("bike_shop"),
+        json={"voucher_code": v["code"], "amount": 5_000, "description": "fiets"},
+    )
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    conn = await db.connect(db_dsn)
+    try:  # time passes
+        await conn.execute(
+            "UPDATE holds SET expires_at = now() - interval '1 second' WHERE transfer_id IN "
+            "(SELECT pending_transfer_id FROM reservation_parts WHERE reservation_id = $1)",
+            rid,
+        )
+        assert await expire_holds_once(conn) == 2  # one hold per share
+    finally:
+        await conn.close()
+    for who in ("gemeente_finance", "leergeld_finance"):
+        r = await client.get("/v1/books/audit-trail", params={"limit": 500}, headers=world.h(who))
+        lines = [x for x in r.json() if x["action"] == "reservation.expired" and x["subject_id"] == rid]
+        assert len(lines) == 1, (who, lines)
+        assert lines[0]["actor"] == "system:hold-expiry" and lines[0]["token_id"] is None
+        assert lines[0]["after"] == {"voucher": v["id"], "amount": 5_000}
