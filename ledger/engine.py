@@ -273,16 +273,31 @@ async def apply_batch(conn: Any, entries: Sequence[EntrySpec]) -> list[EntryResu
         for g, r in ((e.link_group, results[i]) for i, e in enumerate(entries))
         if g is not None and r is not None and not r.accepted
     }
-    for i in todo:
+    # an in-batch repeat in a link group is checked in its place too: when the
+    # entry it repeats was refused, it takes that refusal and fails its group
+    grouped_repeats: dict[int, int] = {}
+    if n > len(first_seen):
+        for i, e in enumerate(entries):
+            j, res = first_in_batch.get(e.id, i), results[i]
+            if e.link_group is not None and j != i and res is not None and res.result == "exists":
+                grouped_repeats[i] = j
+    for i in sorted([*todo, *grouped_repeats]) if grouped_repeats else todo:
         e = entries[i]
         g = e.link_group
-        if g is not None and g in failed_groups:
-            results[i] = EntryResult(id=e.id, result="linked_event_failed")
-            continue
         undo: list[tuple[Any, ...]]
         rows_out: list[tuple[Any, ...]]
         tcodes: tuple[str, ...]
-        if e.ledger_id not in ledgers:
+        origin = grouped_repeats.get(i)
+        if origin is not None:
+            first = results[origin]
+            assert first is not None
+            if first.accepted or g in failed_groups:
+                continue  # it takes its first occurrence's result below
+            code, tcodes, undo, rows_out = first.result, first.transfer_results, [], []
+        elif g is not None and g in failed_groups:
+            results[i] = EntryResult(id=e.id, result="linked_event_failed")
+            continue
+        elif e.ledger_id not in ledgers:
             code, tcodes, undo, rows_out = "ledger_not_found", (), [], []
         else:
             code, tcodes, undo, rows_out = _apply_entry(e, accounts, holds, now)

@@ -140,6 +140,26 @@ async def test_repeat_of_an_id_inside_one_batch_applies_once(conn: Any) -> None:
     await assert_balanced(conn, lid)
 
 
+async def test_a_repeat_of_a_refused_entry_fails_its_own_link_group(conn: Any) -> None:
+    """An in-batch repeat takes the refusal of the entry it repeats; in a link group,
+    that refusal fails the group like any other member's."""
+    lid, a = await funded(conn, 100)
+    short = entry(lid, posted(a["voucher"], a["payable"], 101))  # refused: exceeds_credits
+    too_long = entry(lid, posted(a["voucher"], a["payable"], 1), desc="x" * (MAX_DESCRIPTION + 1))
+    for refused, code in [(short, "exceeds_credits"), (too_long, "description_too_long")]:
+        grant = entry(lid, posted(a["funding"], a["fund"], 7), link=5)
+        rs = await apply(conn, refused, replace(refused, link_group=5), grant)
+        assert [r.result for r in rs] == [code, code, "linked_event_failed"]
+        # the repeat as the group's last member: the members before it are rolled back
+        grant = entry(lid, posted(a["funding"], a["fund"], 7), link=6)
+        rs = await apply(conn, refused, grant, replace(refused, link_group=6))
+        assert [r.result for r in rs] == [code, "linked_event_failed", code]
+    assert await bal(conn, a["fund"]) == (100, 100, 0, 0)
+    assert await bal(conn, a["voucher"]) == (0, 100, 0, 0)
+    assert await counts(conn, lid) == (2, 2)
+    await assert_balanced(conn, lid)
+
+
 # --- rules on a single transfer ------------------------------------------------------
 
 

@@ -201,21 +201,26 @@ class Model:
         accepted: list[int] = []
         before_group: dict[int, Any] = {}
         for i, e in enumerate(entries):
-            if out[i] is not None:
-                continue
             g = e.link_group
-            if g in failed:
+            if out[i] is not None:
+                # a repeat of a refused entry takes its refusal, which fails the repeat's group
+                if out[i][0] != "repeat" or g is None or g in failed or out[first[e.id]][0] == "ok":
+                    continue
+                result = out[first[e.id]][0]
+                out[i] = out[first[e.id]]
+            elif g in failed:
                 out[i] = ("linked_event_failed", (), None)
                 continue
-            if g is not None and g not in before_group:
-                before_group[g] = (self.state(), list(accepted))
-            result, codes = self.entry(e)
-            out[i] = (result, codes, None)
+            else:
+                if g is not None and g not in before_group:
+                    before_group[g] = (self.state(), list(accepted))
+                result, codes = self.entry(e)
+                out[i] = (result, codes, None)
             if result == "ok":
                 accepted.append(i)
             elif g is not None:
                 failed.add(g)
-                saved, accepted_before = before_group[g]
+                saved, accepted_before = before_group.get(g, (self.state(), list(accepted)))
                 self.restore(saved)
                 for m in accepted[len(accepted_before) :]:
                     out[m] = ("linked_event_failed", (), None)
@@ -379,7 +384,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 old = self.sent[-1 - data.draw(st.integers(0, len(self.sent) - 1))]
                 e = self.reuse(data, old, links[pos])
             elif choice == "in_batch" and batch:
-                e = self.reuse(data, data.draw(st.sampled_from(batch)), None)
+                e = self.reuse(data, data.draw(st.sampled_from(batch)), links[pos])
             else:
                 e = self.new_entry(data, links[pos])
             batch.append(e)
