@@ -96,6 +96,12 @@ async def roll_up(
     """
     target = min(through or last_finished_day(now), last_finished_day(now))
     patterns = _patterns(groups)
+    # A batch stamps its transfers once it holds the ledger's lock, and holds it
+    # until it commits, however long after the margin that is: wait for the
+    # batches holding it now, so that every transfer stamped before this point
+    # is committed when the day is read (later ones are stamped later).
+    async with conn.transaction():
+        await conn.execute("SELECT 1 FROM ledgers WHERE id = $1 FOR SHARE", ledger_id)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('ledger_rollup'), $1::int)", ledger_id)
         row = await conn.fetchrow("SELECT through_day, groups FROM ledger_rollups WHERE ledger_id = $1", ledger_id)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from ledger.rollup import balances_on, roll_up, start_of
+from ledger.engine import apply_batch
+from ledger.rollup import balances_on, local_day, roll_up, start_of
+from settlement import db
 from tests.ledger.helpers import apply, entry, posted, setup_ledger
 
 DAYS = [date(2026, 1, 1) + timedelta(days=i) for i in range(0, 40, 3)]
@@ -66,3 +69,33 @@ async def test_an_unfinished_day_is_not_rolled_up(conn: Any) -> None:
     # today's transfer still counts, from the tail
     today = {b.code: b.credits for b in await balances_on(conn, lid, datetime.now(UTC).date() + timedelta(days=1))}
     assert today["fund:F"] == 5
+
+
+async def test_a_booking_still_committing_when_its_day_is_rolled_up_is_not_lost(db_dsn: str) -> None:
+    """A transfer is stamped when its batch takes the ledger's lock, and counts from
+    its commit, which may come after the margin: the roll-up of its day waits for it."""
+    main, booker = await db.connect(db_dsn), await db.connect(db_dsn)
+    try:
+        lid, acct = await setup_ledger(main)
+        booking = booker.transaction()
+        await booking.start()
+        [r] = await apply_batch(booker, [entry(lid, posted(acct["funding"], acct["fund"], 5))])
+        assert r.result == "ok" and r.created_at is not None
+        day = local_day(r.created_at)
+        # the roll-up runs as if its day were long over (and its margin too)
+        roll = asyncio.create_task(roll_up(main, lid, now=r.created_at + timedelta(days=1, hours=1)))
+        for _ in range(500):
+            if roll.done() or await booker.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", main.get_server_pid()
+            ):
+                break
+            await asyncio.sleep(0.01)
+        await booking.commit()
+        await roll
+        assert await main.fetchval("SELECT through_day FROM ledger_rollups WHERE ledger_id = $1", lid) >= day
+        got = {b.code: (b.debits, b.credits) for b in await balances_on(main, lid, day)}
+        assert got == await _direct(main, lid, day)
+        assert got["fund:F"] == (0, 5)
+    finally:
+        await main.close()
+        await booker.close()
