@@ -98,7 +98,8 @@ class VoucherController(Controller):
     @post(
         "/vouchers",
         summary="Issue a voucher (validator or sponsor finance)",
-        description="Give fund_id, or shares [{fund_id, bp}] for co-funding (basis points sum to 10,000).",
+        description="Give fund_id, or shares [{fund_id, bp}] for co-funding (basis points sum to 10,000). Shares whose "
+        "funds allow no supplier category in common are refused (422 fund_categories_disjoint).",
     )
     async def issue(
         self,
@@ -364,6 +365,7 @@ def _item_error(item: flows.BulkItemResult) -> Exception:
         "shares_invalid": ValidationFailed,
         "beneficiary_ref_invalid": ValidationFailed,
         "valid_until_invalid": ValidationFailed,
+        "fund_categories_disjoint": ValidationFailed,
     }.get(code, Conflict)
     if code == "not_authorised_for_fund":
         from settlement.errors import Forbidden

@@ -201,6 +201,14 @@ def _plan_voucher(actor: Actor, req: VoucherRequest, funds: dict[int, _Fund], to
                 amount=amt,
             )
         )
+    if len(shares) > 1:
+        # spent only where every share's fund allows it (empty: any supplier)
+        limited = [set(funds[s.fund_id].categories) for s in shares if funds[s.fund_id].categories]
+        if limited and not set.intersection(*limited):
+            raise _ItemError(
+                "fund_categories_disjoint",
+                "the shares' funds allow no supplier category in common: no supplier could take this voucher",
+            )
     last = min(funds[s.fund_id].period_end for s in shares)
     if valid_until is None:
         valid_until = last

@@ -1,0 +1,67 @@
+"""Rules checked when vouchers are issued (single and bulk), found in review."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.conftest import World, ledger_state
+
+
+async def _sports_fund(client: Any, world: World) -> int:
+    """A Leergeld fund for sports clubs only, with budget; FIETS is for bike shops only."""
+    r = await client.post(
+        "/v1/funds",
+        headers=world.h("leergeld_finance"),
+        json={
+            "code": "SPORT",
+            "name": "Sport en cultuur",
+            "period_start": "2020-01-01",
+            "period_end": "2099-12-31",
+            "cap_per_voucher": 10_000,
+            "categories": ["sports_club"],
+            "validators": [world.ids["leergeld"]],
+        },
+    )
+    assert r.status_code == 201, r.text
+    fund: int = r.json()["id"]
+    r = await client.post(
+        f"/v1/funds/{fund}/grants", headers=world.h("leergeld_finance"), json={"source": "donaties", "amount": 100_000}
+    )
+    assert r.status_code == 201, r.text
+    return fund
+
+
+async def test_co_funding_shares_whose_categories_exclude_each_other_are_refused(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """A voucher is spent only where every share's fund allows it: shares of a bike-only
+    and a sports-only fund make a voucher no supplier can ever take, its money locked
+    until it expires. Such a voucher is refused when issued."""
+    sport = await _sports_fund(client, world)
+    before = await ledger_state(db_dsn)
+    shares = [{"fund_id": world.ids["fiets"], "bp": 5_000}, {"fund_id": sport, "bp": 5_000}]
+    r = await client.post(
+        "/v1/vouchers",
+        headers=world.h("leergeld_validator"),
+        json={"amount": 10_000, "beneficiary_ref": "LG-X", "shares": shares},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "fund_categories_disjoint"
+    assert await ledger_state(db_dsn) == before
+    # overlapping categories (Kindpakket allows bike shops too) are fine
+    r = await client.post(
+        "/v1/vouchers",
+        headers=world.h("leergeld_validator"),
+        json={
+            "amount": 10_000,
+            "beneficiary_ref": "LG-Y",
+            "shares": [{"fund_id": world.ids["kindpakket"], "bp": 5_000}, {"fund_id": sport, "bp": 5_000}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        "/v1/redemptions",
+        headers=world.h("sports_club"),
+        json={"voucher_code": r.json()["code"], "amount": 100, "reference": "L-1", "description": "lid"},
+    )
+    assert r.status_code == 201, r.text
