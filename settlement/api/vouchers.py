@@ -31,7 +31,12 @@ class VoucherIn(Api):
     amount: Cents
     beneficiary_ref: Annotated[
         str,
-        msgspec.Meta(min_length=1, max_length=100, description="opaque pseudonymous reference, never a name"),
+        msgspec.Meta(
+            min_length=1,
+            max_length=100,
+            description="opaque pseudonymous reference, never a name; one holding a BSN "
+            "or an email address is refused (beneficiary_ref_personal_data)",
+        ),
     ]
     fund_id: int | None = None
     shares: list[ShareIn] | None = None
@@ -364,6 +369,7 @@ def _item_error(item: flows.BulkItemResult) -> Exception:
         "shares_must_sum_to_10000": ValidationFailed,
         "shares_invalid": ValidationFailed,
         "beneficiary_ref_invalid": ValidationFailed,
+        "beneficiary_ref_personal_data": ValidationFailed,
         "valid_until_invalid": ValidationFailed,
         "fund_categories_disjoint": ValidationFailed,
     }.get(code, Conflict)

@@ -14,6 +14,7 @@ linked entries, one per sponsor ledger, that commit all-or-nothing.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -121,6 +122,28 @@ class _Fund(msgspec.Struct, frozen=True, kw_only=True):
     validators: tuple[int, ...]
 
 
+# DESIGN.md "Security": no personal data of beneficiaries. A name cannot be told
+# from a pseudonym, but a citizen service number (BSN: 9 digits, also written
+# 1234.56.782, passing the 11-test) or an email address can.
+_BSN = re.compile(r"(?<!\d)(\d{4})\.?(\d{2})\.?(\d{3})(?!\d)")
+_EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
+
+
+def _is_bsn(digits: str) -> bool:
+    d = [int(c) for c in digits]
+    return any(d) and (sum(x * w for x, w in zip(d[:8], range(9, 1, -1), strict=True)) - d[8]) % 11 == 0
+
+
+def personal_data_in(ref: str) -> str | None:
+    """What in a beneficiary reference is personal data ('bsn', 'email'), or None."""
+    if "@" in ref and _EMAIL.search(ref):
+        return "email"
+    for m in _BSN.finditer(ref):
+        if _is_bsn("".join(m.groups())):
+            return "bsn"
+    return None
+
+
 class _ItemError(Exception):
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
@@ -174,6 +197,13 @@ def _plan_voucher(actor: Actor, req: VoucherRequest, funds: dict[int, _Fund], to
         raise _ItemError("shares_invalid", "each fund may appear once")
     if not req.beneficiary_ref.strip() or len(req.beneficiary_ref) > 100:
         raise _ItemError("beneficiary_ref_invalid", "beneficiary_ref is an opaque pseudonymous reference, 1-100 chars")
+    found = personal_data_in(req.beneficiary_ref)
+    if found:
+        what = "a citizen service number (BSN)" if found == "bsn" else "an email address"
+        raise _ItemError(
+            "beneficiary_ref_personal_data",
+            f"beneficiary_ref holds {what}: give a pseudonymous reference, never personal data",
+        )
     amounts = split_by_bp(req.amount, [s.bp for s in req.shares])
     shares: list[_Share] = []
     valid_until = req.valid_until

@@ -65,3 +65,32 @@ async def test_co_funding_shares_whose_categories_exclude_each_other_are_refused
         json={"voucher_code": r.json()["code"], "amount": 100, "reference": "L-1", "description": "lid"},
     )
     assert r.status_code == 201, r.text
+
+
+async def test_a_beneficiary_ref_that_is_a_bsn_or_an_email_address_is_refused(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """DESIGN.md: no personal data of beneficiaries is stored; the reference is
+    pseudonymous. A citizen service number (9 digits passing the 11-test) or an
+    email address is personal data, whatever field it is typed into."""
+    before = await ledger_state(db_dsn)
+    for ref in ("123456782", "BSN 111222333", "1234.56.782", "fam.jansen@example.nl"):
+        r = await client.post(
+            "/v1/vouchers",
+            headers=world.h("gemeente_validator"),
+            json={"fund_id": world.ids["kindpakket"], "amount": 1_000, "beneficiary_ref": ref},
+        )
+        assert r.status_code == 422, (ref, r.text)
+        assert r.json()["code"] == "beneficiary_ref_personal_data", ref
+    assert await ledger_state(db_dsn) == before
+    # in a bulk: a result per item, the others issued
+    items = [
+        {"fund_id": world.ids["kindpakket"], "amount": 1_000, "beneficiary_ref": ref}
+        for ref in ("WK-2026-01001", "123456782", "123456789", "WK-2026-01002")
+    ]
+    r = await client.post("/v1/vouchers/bulk", json={"items": items}, headers=world.h("gemeente_validator"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # 123456789 fails the 11-test: a client number, not a BSN
+    assert [x["ok"] for x in body["results"]] == [True, False, True, True]
+    assert body["results"][1]["error"] == "beneficiary_ref_personal_data"
