@@ -43,27 +43,50 @@ class VoucherIn(Api):
     valid_until: date | None = None
 
     def to_request(self) -> flows.VoucherRequest:
-        if (self.fund_id is None) == (self.shares is None):
-            raise ValidationFailed(
-                "give either fund_id or shares",
-                code="shares_invalid",
-                errors=[{"field": "shares", "message": "give either fund_id or shares"}],
-            )
-        shares = (
-            [flows.ShareRequest(fund_id=self.fund_id)]
-            if self.fund_id is not None
-            else [flows.ShareRequest(fund_id=s.fund_id, bp=s.bp) for s in self.shares or []]
+        return _to_request(self)
+
+
+class BulkShareIn(Api):
+    fund_id: int
+    bp: int = 10_000
+
+
+class BulkVoucherIn(Api):
+    """An item of a bulk issue: amounts, basis points and the reference are checked
+    per item (issue_vouchers), so one bad row fails on its own rule, not the request."""
+
+    amount: int
+    beneficiary_ref: str
+    fund_id: int | None = None
+    shares: list[BulkShareIn] | None = None
+    valid_until: date | None = None
+
+    def to_request(self) -> flows.VoucherRequest:
+        return _to_request(self)
+
+
+def _to_request(item: VoucherIn | BulkVoucherIn) -> flows.VoucherRequest:
+    if (item.fund_id is None) == (item.shares is None):
+        raise ValidationFailed(
+            "give either fund_id or shares",
+            code="shares_invalid",
+            errors=[{"field": "shares", "message": "give either fund_id or shares"}],
         )
-        return flows.VoucherRequest(
-            amount=self.amount,
-            beneficiary_ref=self.beneficiary_ref,
-            shares=shares,
-            valid_until=self.valid_until,
-        )
+    shares = (
+        [flows.ShareRequest(fund_id=item.fund_id)]
+        if item.fund_id is not None
+        else [flows.ShareRequest(fund_id=s.fund_id, bp=s.bp) for s in item.shares or []]
+    )
+    return flows.VoucherRequest(
+        amount=item.amount,
+        beneficiary_ref=item.beneficiary_ref,
+        shares=shares,
+        valid_until=item.valid_until,
+    )
 
 
 class BulkIn(Api):
-    items: Annotated[list[VoucherIn], msgspec.Meta(min_length=1, max_length=flows.MAX_BULK_VOUCHERS)]
+    items: Annotated[list[BulkVoucherIn], msgspec.Meta(min_length=1, max_length=flows.MAX_BULK_VOUCHERS)]
 
 
 class ReserveIn(Api):
@@ -126,7 +149,14 @@ class VoucherController(Controller):
 
         return await write(request, app_state.pool, actor, data, flow)
 
-    @post("/vouchers/bulk", summary="Issue many vouchers; a result per item", status_code=200)
+    @post(
+        "/vouchers/bulk",
+        summary="Issue many vouchers; a result per item",
+        description="Items as for POST /v1/vouchers. Each item is issued or fails on its own rule (error), also for "
+        "an amount that is not positive or above the fund's cap, basis points that do not sum to 10,000, or an "
+        "empty or over-long beneficiary_ref; only a body that is not a list of such items is refused as a whole.",
+        status_code=200,
+    )
     async def bulk(
         self,
         request: Request[Any, Any, Any],

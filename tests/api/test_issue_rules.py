@@ -94,3 +94,42 @@ async def test_a_beneficiary_ref_that_is_a_bsn_or_an_email_address_is_refused(
     # 123456789 fails the 11-test: a client number, not a BSN
     assert [x["ok"] for x in body["results"]] == [True, False, True, True]
     assert body["results"][1]["error"] == "beneficiary_ref_personal_data"
+
+
+async def test_a_bulk_answers_per_item_for_an_amount_or_reference_out_of_range(client: Any, world: World) -> None:
+    """A bulk issue gives a result per item: an item with amount 0 or an empty
+    reference fails on its own rule, and the good items are issued. It used to
+    refuse the whole request (422 validation_failed), so one bad row of a year's
+    file held back every child's voucher."""
+    k = world.ids["kindpakket"]
+    items = [
+        {"fund_id": k, "amount": 1_000, "beneficiary_ref": "WK-B-1"},
+        {"fund_id": k, "amount": 0, "beneficiary_ref": "WK-B-2"},
+        {"fund_id": k, "amount": -5, "beneficiary_ref": "WK-B-3"},
+        {"fund_id": k, "amount": 1_000, "beneficiary_ref": ""},
+        {"fund_id": k, "amount": 1_000, "beneficiary_ref": "R" * 101},
+        {"shares": [{"fund_id": k, "bp": 0}], "amount": 1_000, "beneficiary_ref": "WK-B-6"},
+        {"fund_id": k, "amount": 10**14, "beneficiary_ref": "WK-B-7"},
+        {"fund_id": k, "amount": 1_000, "beneficiary_ref": "WK-B-8"},
+    ]
+    r = await client.post("/v1/vouchers/bulk", json={"items": items}, headers=world.h("gemeente_validator"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["issued"], body["failed"]) == (2, 6)
+    assert [x["error"] for x in body["results"]] == [
+        None,
+        "amount_must_be_positive",
+        "amount_must_be_positive",
+        "beneficiary_ref_invalid",
+        "beneficiary_ref_invalid",
+        "shares_must_sum_to_10000",
+        "amount_exceeds_cap",
+        None,
+    ]
+    # a single issue still answers the field's own validation error
+    r = await client.post(
+        "/v1/vouchers",
+        headers=world.h("gemeente_validator"),
+        json={"fund_id": k, "amount": 0, "beneficiary_ref": "WK-B-9"},
+    )
+    assert r.status_code == 422
