@@ -179,6 +179,32 @@ class SponsorController(Controller):
             lambda conn: flows.authorise_validator(conn, actor, fund_id, data.organisation_id),
         )
 
+    @post(
+        "/funds/{fund_id:int}/validators/{organisation_id:int}/revoke",
+        summary="End a validator organisation's authorisation for a fund",
+        description="It can no longer issue vouchers of the fund, nor withdraw those it issued (403 "
+        "not_authorised_for_fund); the vouchers stay valid and spendable, and the sponsor can withdraw them. "
+        "409 validator_not_authorised when it is not a validator of the fund.",
+        status_code=200,
+    )
+    async def revoke_validator(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        app_state: NamedDependency[AppState],
+        fund_id: int,
+        organisation_id: int,
+    ) -> Response[flows.Fund]:
+        require(actor, "sponsor_finance")
+        return await write(
+            request,
+            app_state.pool,
+            actor,
+            {"fund": fund_id, "validator": organisation_id},
+            lambda conn: flows.deauthorise_validator(conn, actor, fund_id, organisation_id),
+            status=200,
+        )
+
     @get(
         "/funds/{fund_id:int}/overview",
         summary="Fund overview from ledger balances",

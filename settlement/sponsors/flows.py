@@ -245,6 +245,26 @@ async def authorise_validator(conn: Any, actor: Actor, fund_id: int, org_id: int
     return await get_fund(conn, actor, fund_id)
 
 
+async def deauthorise_validator(conn: Any, actor: Actor, fund_id: int, org_id: int) -> Fund:
+    """The validator issues no more vouchers of the fund; those it issued stay valid."""
+    await get_fund(conn, actor, fund_id)
+    gone = await conn.fetchval(
+        "DELETE FROM fund_validators WHERE fund_id = $1 AND organisation_id = $2 RETURNING true", fund_id, org_id
+    )
+    if not gone:
+        raise Conflict(f"organisation {org_id} is not a validator of this fund", code="validator_not_authorised")
+    await audit.record(
+        conn,
+        actor,
+        "fund.validator_deauthorised",
+        "fund",
+        fund_id,
+        sponsor_id=actor.organisation_id,
+        before={"validator": org_id},
+    )
+    return await get_fund(conn, actor, fund_id)
+
+
 async def get_fund(conn: Any, actor: Actor, fund_id: int) -> Fund:
     sponsor = await sponsor_of(conn, actor)
     row = await conn.fetchrow(

@@ -1305,6 +1305,18 @@ async def withdraw(conn: Any, actor: Actor, voucher_id: uuid.UUID) -> Voucher:
     )
     if row is None or not allowed:
         raise NotFound("no such voucher", code="voucher_not_found")
+    if actor.role == "validator":
+        # a desk withdraws what it issued while it may still issue against the voucher's funds
+        authorised = await conn.fetchval(
+            "SELECT count(*) FROM fund_validators WHERE organisation_id = $1 AND fund_id = ANY($2::bigint[])",
+            actor.organisation_id,
+            [s["fund_id"] for s in shares],
+        )
+        if authorised < len(shares):
+            raise Forbidden(
+                "no longer authorised for this voucher's fund: its sponsor withdraws it",
+                code="not_authorised_for_fund",
+            )
     if row["state"] != "active":
         raise Conflict(f"the voucher is already {row['state']}", code=f"voucher_{row['state']}")
     await _close_voucher(conn, actor, row, "withdrawn")

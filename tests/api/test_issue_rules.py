@@ -133,3 +133,60 @@ async def test_a_bulk_answers_per_item_for_an_amount_or_reference_out_of_range(c
         json={"fund_id": k, "amount": 0, "beneficiary_ref": "WK-B-9"},
     )
     assert r.status_code == 422
+
+
+async def test_a_validator_deauthorised_for_a_fund_issues_no_more_and_its_vouchers_stay_valid(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """A sponsor ends a desk's authorisation for a fund (a contract with an
+    intermediary ends): there was no way to do it. Now the desk can no longer
+    issue against the fund, nor withdraw what it issued; the families' vouchers
+    stay valid and spendable."""
+    k, leergeld = world.ids["kindpakket"], world.ids["leergeld"]
+    r = await client.post(
+        "/v1/vouchers",
+        headers=world.h("leergeld_validator"),
+        json={"fund_id": k, "amount": 5_000, "beneficiary_ref": "LG-D-1"},
+    )
+    assert r.status_code == 201, r.text
+    v = r.json()
+    # only the fund's own sponsor's finance team may de-authorise
+    for who in ("leergeld_finance", "gemeente_approver", "auditor", "gemeente_validator"):
+        r = await client.post(f"/v1/funds/{k}/validators/{leergeld}/revoke", headers=world.h(who))
+        assert r.status_code in (403, 404), (who, r.text)
+    r = await client.post(f"/v1/funds/{k}/validators/{leergeld}/revoke", headers=world.h("gemeente_finance"))
+    assert r.status_code == 200, r.text
+    assert leergeld not in r.json()["validators"]
+    r = await client.post(f"/v1/funds/{k}/validators/{leergeld}/revoke", headers=world.h("gemeente_finance"))
+    assert r.status_code == 409 and r.json()["code"] == "validator_not_authorised"
+
+    before = await ledger_state(db_dsn)
+    r = await client.post(
+        "/v1/vouchers",
+        headers=world.h("leergeld_validator"),
+        json={"fund_id": k, "amount": 5_000, "beneficiary_ref": "LG-D-2"},
+    )
+    assert r.status_code in (403, 404), r.text
+    r = await client.post(f"/v1/vouchers/{v['id']}/withdraw", headers=world.h("leergeld_validator"))
+    assert r.status_code == 403 and r.json()["code"] == "not_authorised_for_fund", r.text
+    assert await ledger_state(db_dsn) == before
+    # the voucher stays valid and spendable; the desk still sees what it issued
+    r = await client.get(f"/v1/vouchers/{v['id']}", headers=world.h("leergeld_validator"))
+    assert r.status_code == 200 and r.json()["state"] == "active"
+    r = await client.post(
+        "/v1/redemptions",
+        headers=world.h("sports_club"),
+        json={"voucher_code": v["code"], "amount": 2_000, "reference": "L-9", "description": "lid"},
+    )
+    assert r.status_code == 201, r.text
+    # authorised again, it issues again
+    r = await client.post(
+        f"/v1/funds/{k}/validators", headers=world.h("gemeente_finance"), json={"organisation_id": leergeld}
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        "/v1/vouchers",
+        headers=world.h("leergeld_validator"),
+        json={"fund_id": k, "amount": 5_000, "beneficiary_ref": "LG-D-3"},
+    )
+    assert r.status_code == 201, r.text
