@@ -12,7 +12,7 @@ from settlement.reports.formats import Column, Table, to_csv, to_pdf, to_xlsx
 
 Format = Literal["json", "csv", "xlsx", "pdf"]
 MEDIA = {
-    "csv": "text/csv; charset=utf-8",
+    "csv": "text/csv",  # litestar adds "; charset=utf-8" to every text/* type
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "pdf": "application/pdf",
 }

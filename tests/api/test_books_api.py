@@ -49,7 +49,7 @@ async def test_trial_balance_in_every_format_adds_up(client: Any, world: World) 
     assert any(c.startswith("bank:") for c in codes) and any(c.startswith("fund:") for c in codes)
 
     r = await client.get(f"/v1/books/trial-balance?as_of={TODAY}&format=csv", headers=h)
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.status_code == 200 and r.headers["content-type"] == "text/csv; charset=utf-8"
     rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
     body = [x for x in rows[1:] if x and x[0] != "Total"]
     assert sum(Decimal(x[2] or "0") for x in body) == sum(Decimal(x[3] or "0") for x in body)
