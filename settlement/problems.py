@@ -22,6 +22,7 @@ from settlement.logs import get_logger
 PROBLEM_JSON = "application/problem+json"
 _AT_PATH = re.compile(r"at `\$\.([^`]+)`")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 log = get_logger("settlement.http")
 
 
@@ -69,10 +70,16 @@ def _field_errors(extra: Any) -> list[dict[str, Any]]:
             if isinstance(item, dict):
                 field = item.get("key") or ""
                 message = str(item.get("message", "invalid"))
-                # msgspec says "... - at `$.amount`" or "unknown field `bogus`": name that field
-                m = _AT_PATH.search(message) or _UNKNOWN_FIELD.search(message)
+                # msgspec says "... - at `$.amount`", "unknown field `bogus`" or "missing required
+                # field `fund_id` - at `$.shares[0]`": name that field, by its path when nested
+                # (litestar moves the path into the key, "data" being the body itself)
+                at = _AT_PATH.search(message)
+                base = at.group(1) if at else ("" if field == "data" else field)
+                m = _MISSING_FIELD.search(message) or _UNKNOWN_FIELD.search(message)
                 if m:
-                    field = m.group(1)
+                    field = f"{base}.{m.group(1)}" if base else m.group(1)
+                elif at:
+                    field = base
                 errors.append({"field": field, "message": message, "source": item.get("source", "body")})
     return errors
 

@@ -76,6 +76,17 @@ async def test_supplier_bank_details_holder_name_without_epc_letters(
     assert r.json()["holder_name"] == "Fietsenmakerij Ærø & Čeněk Ποδήλατα"
 
 
+async def test_missing_field_is_named(client: Any, world: World) -> None:
+    # README "Errors": a 422 names the field; a missing one too, nested ones by their path
+    h = world.h("gemeente_validator")
+    r = await client.post("/v1/vouchers", json={"amount": 1, "fund_id": 1}, headers=h)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "beneficiary_ref"
+    r = await client.post("/v1/vouchers", json={"amount": 1, "beneficiary_ref": "x", "shares": [{"bp": 1}]}, headers=h)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "shares[0].fund_id"
+
+
 async def test_malformed_json_unknown_field_wrong_type(client: Any, world: World) -> None:
     h = {**world.h("gemeente_validator"), "content-type": "application/json"}
     r = await client.post("/v1/vouchers", content=b"{not json", headers=h)
