@@ -108,10 +108,10 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> L
         app_state: AppState = state.app_state
         return app_state
 
-    from settlement.api import route_handlers, startup_hooks
+    from settlement.api import openapi, route_handlers, startup_hooks
     from settlement.api.deps import auditors_read_only
 
-    return Litestar(
+    app = Litestar(
         route_handlers=route_handlers(),
         lifespan=[lifespan],
         dependencies={"app_state": Provide(provide_state, sync_to_thread=False)},
@@ -134,3 +134,5 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> L
         ),
         debug=False,
     )
+    openapi.document(app)
+    return app

@@ -74,3 +74,44 @@ def test_real_http_server(live_server: LiveServer) -> None:
     assert r.status_code == 200
     r = httpx.get(f"{live_server.url}/schema/openapi.json", timeout=10)
     assert r.status_code == 200
+
+
+async def test_openapi_documents_problem_answers(client: Any) -> None:
+    # every operation of the API documents the RFC 9457 answers it can send, as problem+json
+    spec = (await client.get("/schema/openapi.json")).json()
+    assert "Problem" in spec["components"]["schemas"]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            responses = op["responses"]
+            problems = {
+                status for status, r in responses.items() if "application/problem+json" in (r.get("content") or {})
+            }
+            # litestar's own 400 (status_code/detail/extra as application/json) is never what we send
+            assert not any("application/json" in (r.get("content") or {}) for s, r in responses.items() if s >= "400")
+            assert op.get("summary"), (method, path)
+            if not path.startswith("/v1/"):
+                continue
+            assert {"400", "401", "403", "503"} <= problems, (method, path, problems)
+            if "{" in path or method in ("post", "put"):
+                assert "404" in problems, (method, path)
+            if method in ("post", "put"):
+                assert "409" in problems, (method, path)
+            if method == "post":
+                headers = [p for p in op.get("parameters", []) if p["in"] == "header"]
+                assert [p["name"] for p in headers] == ["Idempotency-Key"] and headers[0]["required"], (method, path)
+    for upload in ("/v1/statements", "/v1/payment-status-reports"):
+        assert "application/xml" in spec["paths"][upload]["post"]["requestBody"]["content"]
+
+
+async def test_openapi_codes_are_what_the_server_answers(client: Any) -> None:
+    spec = (await client.get("/schema/openapi.json")).json()
+
+    def documented(method: str, path: str) -> set[int]:
+        return {int(s) for s in spec["paths"][path][method]["responses"]}
+
+    r = await client.get("/v1/funds")
+    assert r.status_code == 401 and r.status_code in documented("get", "/v1/funds")
+    r = await client.get("/v1/funds", headers={"Authorization": "Bearer stl_nope"})
+    assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
+    r = await client.post("/v1/statements", content=b"<x/>", headers={"Authorization": "Bearer stl_nope"})
+    assert r.status_code in documented("post", "/v1/statements")
