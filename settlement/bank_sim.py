@@ -23,7 +23,7 @@ from reconciliation.model import BatchInfo, Entry, Statement, TxDetail
 from reconciliation.synth import build_camt053
 from sepa import CreditTransferFile, read_pain001
 from sepa.pain002 import Rejection, build_pain002
-from settlement.errors import Conflict, NotFound
+from settlement.errors import Conflict, NotFound, ValidationFailed
 
 FIRST_OPENING = 250_000_00  # EUR 250,000.00 on the account before the first statement
 
@@ -93,8 +93,16 @@ async def simulate_bank(
     reject: Iterable[str] = (),
     reason: str = "AC04",
     day: date | None = None,
+    credit: int = 0,
 ) -> SimulatedFiles:
-    """The pain.002 report(s) and the camt.053 for an exported run, as named bytes."""
+    """The pain.002 report(s) and the camt.053 for an exported run, as named bytes.
+
+    ``credit`` (cents) adds incoming money without any reference to the
+    statement, as a grant paid without the fund's top-up reference: no rule
+    matches it, so it waits in the exceptions queue for a person.
+    """
+    if credit < 0:
+        raise ValidationFailed("--credit is an amount in cents, 0 or more", code="amount_invalid")
     run = await conn.fetchrow(
         "SELECT r.code, r.state, d.iban, d.id AS debtor_account_id FROM payout_runs r "
         "JOIN debtor_accounts d ON d.id = r.debtor_account_id WHERE r.id = $1",
@@ -127,6 +135,26 @@ async def simulate_bank(
         reports.append((f"{f.msg_id}.pain002.xml", data))
 
     entries = _entries(files, rejected | already, day)
+    paid_cents = -sum(e.signed_cents for e in entries)
+    if credit:
+        entries.append(
+            Entry(
+                index=len(entries),
+                amount_cents=credit,
+                credit_debit="CRDT",
+                booking_date=day,
+                value_date=day,
+                bank_reference=f"SIM-{run['code']}-CREDIT"[:35],
+                details=(
+                    TxDetail(
+                        amount_cents=credit,
+                        counterparty_name="Ministerie van SZW",
+                        counterparty_iban="NL40INGB0705001234",
+                        remittance=f"Rijksbijdrage {day.year}",
+                    ),
+                ),
+            )
+        )
     if not entries:
         return SimulatedFiles(run["code"], reports, None, sorted(rejected), 0)
     last = await conn.fetchrow(
@@ -150,4 +178,4 @@ async def simulate_bank(
         entries=tuple(entries),
     )
     camt = (f"{run['code']}.camt053.xml", build_camt053(statement))
-    return SimulatedFiles(run["code"], reports, camt, sorted(rejected), -sum(e.signed_cents for e in entries))
+    return SimulatedFiles(run["code"], reports, camt, sorted(rejected), paid_cents)

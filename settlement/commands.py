@@ -444,12 +444,20 @@ def payouts_import_status(ctx: click.Context, file: Path) -> None:
 )
 @click.option("--reject", multiple=True, help="EndToEndId the bank rejects (repeatable).")
 @click.option("--reason", default="AC04", show_default=True, help="Reason code of the rejections.")
+@click.option(
+    "--credit",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Also put incoming money without a reference on the statement (cents): it waits in the exceptions queue.",
+)
 @click.pass_context
-def payouts_simulate_bank(ctx: click.Context, run_id: int, out_dir: Path, reject: tuple[str, ...], reason: str) -> None:
+def payouts_simulate_bank(
+    ctx: click.Context, run_id: int, out_dir: Path, reject: tuple[str, ...], reason: str, credit: int
+) -> None:
     """Write the pain.002 and camt.053 a bank would send for an exported run (to try the flow; imports nothing)."""
     from settlement.bank_sim import simulate_bank
 
-    r = _run(ctx, lambda conn, _dsn: simulate_bank(conn, run_id, reject=reject, reason=reason))
+    r = _run(ctx, lambda conn, _dsn: simulate_bank(conn, run_id, reject=reject, reason=reason, credit=credit))
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in [*r.status_reports, *([r.statement] if r.statement else [])]:
         (out_dir / name).write_bytes(data)
@@ -458,6 +466,8 @@ def payouts_simulate_bank(ctx: click.Context, run_id: int, out_dir: Path, reject
         click.echo("  no statement: the bank rejected every payment")
     else:
         click.echo(f"  the statement books {r.booked_cents} cents")
+        if credit:
+            click.echo(f"  and {credit} cents received without a reference (for the exceptions queue)")
     for e in r.rejected:
         click.echo(f"  rejected {e} ({reason})")
     click.echo("import them with: settlement payouts import-status FILE; settlement statements import FILE")

@@ -67,3 +67,37 @@ async def test_simulated_bank_files_reject_one_payment_and_book_the_rest(
     r, files = simulate(db_dsn, 999_999, tmp_path / "none")
     assert r.returncode != 0 and "Traceback" not in r.stderr and "no payout run 999999" in r.stderr
     assert files == {}
+
+
+async def test_simulated_credit_without_reference_waits_in_the_queue(
+    client: Any, world: World, db_dsn: str, tmp_path: Path
+) -> None:
+    # README step 12: the simulator's statement can carry money without a reference, for the queue
+    run = await export(client, world, (await approve(client, world, (await new_run(client, world))["id"]))["id"])
+    r, files = simulate(db_dsn, run["id"], tmp_path, "--credit", "500000")
+    assert r.returncode == 0, r.stderr
+    assert "500000 cents received without a reference" in r.stdout
+
+    def xml() -> dict[str, str]:
+        return {**world.h("gemeente_finance"), "Content-Type": "application/xml"}
+
+    assert (await client.post("/v1/payment-status-reports", content=files[".pain002.xml"], headers=xml())).is_success
+    st = await client.post("/v1/statements", content=files[".camt053.xml"], headers=xml())
+    assert st.status_code == 200, st.text
+    (summary,) = st.json()["statements"]
+    assert (summary["unmatched"], summary["balance_difference"]) == (1, 500000), summary
+    assert st.json()["runs_settled"] == [run["code"]]
+    (q,) = (await client.get("/v1/statement-entries?state=unmatched", headers=world.h("gemeente_finance"))).json()
+    assert (q["amount"], q["credit_debit"], q["structured_reference"]) == (500000, "CRDT", None)
+    r2 = await client.post(
+        f"/v1/statement-entries/{q['id']}/resolve",
+        json={"action": "match_top_up", "fund_id": world.ids["kindpakket"], "reason": "Rijksbijdrage, see letter"},
+        headers=world.h("gemeente_approver"),
+    )
+    assert r2.status_code == 200, r2.text
+    again = await client.get(f"/v1/statements/{summary['id']}", headers=world.h("gemeente_finance"))
+    assert again.json()["balance_difference"] == 0, again.text
+    await assert_ledgers_balanced(db_dsn)
+
+    r, _ = simulate(db_dsn, run["id"], tmp_path / "neg", "--credit", "-1")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
