@@ -25,6 +25,14 @@ def check_holder_name(name: str, *, field: str = "holder_name") -> None:
         )
 
 
+def _registry_bics(iban: IBAN) -> list[BIC]:
+    """The BICs the bank registry lists for the IBAN's bank code; [] when it knows none."""
+    try:
+        return list(BIC.candidates_from_bank_code(iban.country_code, iban.bank_code))
+    except SchwiftyException:
+        return []
+
+
 def check_iban(value: str, bic: str | None = None, *, field: str = "iban") -> tuple[str, str]:
     """Return (compact IBAN, BIC). The BIC is derived from the bank registry
     when not given; an IBAN whose bank code no registry knows, without a BIC,
@@ -51,6 +59,17 @@ def check_iban(value: str, bic: str | None = None, *, field: str = "iban") -> tu
                 "bic belongs to another country than the IBAN",
                 code="bic_country_mismatch",
                 errors=[{"field": "bic", "message": "country differs from the IBAN's"}],
+            )
+        # The BIC names the account's bank in the payment file (DbtrAgt, CdtrAgt):
+        # another bank's BIC than the IBAN's misroutes or bounces the payment.
+        # Only the institution (first 4 letters) is compared; branch and
+        # location codes differ between a bank's BICs.
+        known = _registry_bics(iban)
+        if known and given.bank_code not in {b.bank_code for b in known}:
+            raise ValidationFailed(
+                f"bic {given.compact} is not the BIC of this IBAN's bank ({', '.join(str(b) for b in known)})",
+                code="bic_bank_mismatch",
+                errors=[{"field": "bic", "message": "belongs to another bank than the IBAN"}],
             )
         return iban.compact, str(given.compact)
     derived = iban.bic

@@ -17,6 +17,8 @@ from tests.api.test_vouchers_api import issue
         ({"iban": "NL91ABNA0417164301", "holder_name": "x"}, 422, "iban_invalid"),
         ({"iban": "NL64XXXX0123456789", "holder_name": "x"}, 422, "iban_unknown_bank"),
         ({"iban": "NL91ABNA0417164300", "holder_name": "x", "bic": "DEUTDEFF"}, 422, "bic_country_mismatch"),
+        # an ABN AMRO account with ING's BIC: the pain.001 would name the wrong bank as debtor agent
+        ({"iban": "NL91ABNA0417164300", "holder_name": "x", "bic": "INGBNL2A"}, 422, "bic_bank_mismatch"),
         ({"iban": "NL91ABNA0417164300"}, 422, "validation_failed"),
         # nothing left in the EPC set: no payment file could name the debtor
         ({"iban": "NL91ABNA0417164300", "holder_name": "Δήμος 東京"}, 422, "holder_name_invalid"),
@@ -38,6 +40,19 @@ async def test_supplier_bank_details_iban_invalid(client: Any, world: World) -> 
         json={"iban": "NL00BOGUS", "holder_name": "x"},
     )
     assert r.status_code == 422 and r.json()["code"] == "iban_invalid"
+
+
+@pytest.mark.parametrize(("bic", "status"), [("INGBNL2A", 422), ("ABNANL2A", 201), ("ABNANL2AXXX", 201)])
+async def test_supplier_bic_must_be_the_ibans_bank(client: Any, world: World, bic: str, status: int) -> None:
+    # the BIC goes into CdtrAgt: another bank's BIC than the IBAN's misroutes or bounces the payment
+    r = await client.post(
+        f"/v1/suppliers/{world.ids['bike_shop']}/bank-details",
+        headers=world.h("bike_shop"),
+        json={"iban": "NL91ABNA0417164300", "holder_name": "Fietsenwinkel", "bic": bic},
+    )
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert r.json()["code"] == "bic_bank_mismatch"
 
 
 @pytest.mark.parametrize("name", ["Ποδηλατάδικο Παπαδόπουλος", "Велосипеды", "自転車店", "🚲 🚲"])
