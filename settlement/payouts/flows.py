@@ -905,9 +905,12 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
         report.original_msg_id,
         scope,
     )
-    if f is None:
+    # The answered message is MsgId *and* message name: a report on a direct
+    # debit (pain.008) with the same MsgId is not about our credit transfers.
+    if f is None or not report.original_msg_name_id.lower().startswith("pain.001."):
         raise NotFound(
-            f"the report answers file {report.original_msg_id!r}, which is not one of this sponsor's payout files",
+            f"the report answers {report.original_msg_name_id} {report.original_msg_id!r}, which is not one of this "
+            "sponsor's payout files",
             code="payout_file_not_found",
         )
     sha = hashlib.sha256(data).hexdigest()

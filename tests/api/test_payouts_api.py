@@ -532,6 +532,42 @@ async def test_status_report_for_another_sponsors_file_is_refused(client: Any, w
     assert await ledger_state(db_dsn) == state
 
 
+async def test_status_report_on_a_direct_debit_with_the_same_msg_id_is_refused(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    # A pain.002 answers the message named by OrgnlMsgId *and* OrgnlMsgNmId: the sponsor's
+    # direct-debit (pain.008) file may carry the same MsgId as a payout file; its rejections
+    # must not bounce our credit transfers.
+    _run, data = await _export_demo_run(client, world)
+    file = read_pain001(data)
+    report = build_pain002(
+        file,
+        msg_id="BANK-STS-0008",
+        created_at=datetime(2026, 11, 24, tzinfo=UTC),
+        rejections=[Rejection(end_to_end_id=file.blocks[0].payments[0].end_to_end_id, reason_code="AC04")],
+    )
+    report = report.replace(f"<OrgnlMsgNmId>{file.version}<".encode(), b"<OrgnlMsgNmId>pain.008.001.02<")
+    assert b"pain.008.001.02" in report
+    state = await ledger_state(db_dsn)
+    r = await client.post(
+        "/v1/payment-status-reports",
+        content=report,
+        headers={**world.h("gemeente_finance"), "Content-Type": "application/xml"},
+    )
+    assert r.status_code == 404, r.text
+    assert r.json()["code"] == "payout_file_not_found"
+    assert await ledger_state(db_dsn) == state
+    # the bank may write the name in capitals: still ours
+    upper = report.replace(b"<OrgnlMsgNmId>pain.008.001.02<", f"<OrgnlMsgNmId>{file.version.upper()}<".encode())
+    r = await client.post(
+        "/v1/payment-status-reports",
+        content=upper,
+        headers={**world.h("gemeente_finance"), "Content-Type": "application/xml"},
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["rejected"]) == 1
+
+
 async def test_shared_pain002_files_parse_but_match_no_file_of_ours(client: Any, world: World) -> None:
     path = SHARED_BANK_FILES / "test-sepa-pain-unpaid.xml"
     if not path.exists():
