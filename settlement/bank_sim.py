@@ -22,7 +22,7 @@ from typing import Any
 from reconciliation.model import BatchInfo, Entry, Statement, TxDetail
 from reconciliation.synth import build_camt053
 from sepa import CreditTransferFile, read_pain001
-from sepa.pain002 import Rejection, build_pain002
+from sepa.pain002 import Pain002Version, Rejection, build_pain002
 from settlement.errors import Conflict, NotFound, ValidationFailed
 
 FIRST_OPENING = 250_000_00  # EUR 250,000.00 on the account before the first statement
@@ -131,7 +131,9 @@ async def simulate_bank(
     reports = []
     for f, ids in zip(files, ids_of, strict=True):
         mine = [Rejection(end_to_end_id=e, reason_code=reason) for e in sorted(rejected & ids)]
-        data = build_pain002(f, msg_id=f"SIM-{f.msg_id}"[:35], created_at=now, rejections=mine)
+        # A bank answers in the generation of the file it got: .03 for .03, .10 for .09.
+        version: Pain002Version = "pain.002.001.03" if f.version == "pain.001.001.03" else "pain.002.001.10"
+        data = build_pain002(f, msg_id=f"SIM-{f.msg_id}"[:35], created_at=now, version=version, rejections=mine)
         reports.append((f"{f.msg_id}.pain002.xml", data))
 
     entries = _entries(files, rejected | already, day)

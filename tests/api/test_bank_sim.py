@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sepa import read_pain001
+from sepa import parse_pain002, read_pain001
+from settlement import db
 from settlement.config import REPO_ROOT
 from tests.api.test_payouts_api import account_balance, approve, download, export, new_run
 from tests.world import World, assert_ledgers_balanced
@@ -101,3 +102,32 @@ async def test_simulated_credit_without_reference_waits_in_the_queue(
 
     r, _ = simulate(db_dsn, run["id"], tmp_path / "neg", "--credit", "-1")
     assert r.returncode != 0 and "Traceback" not in r.stderr
+
+
+async def test_simulated_report_speaks_the_version_of_the_file(
+    client: Any, world: World, db_dsn: str, tmp_path: Path
+) -> None:
+    # A bank that takes pain.001.001.03 answers with pain.002.001.03, not .10.
+    conn = await db.connect(db_dsn)
+    try:
+        await conn.execute(
+            "UPDATE debtor_accounts SET pain_version = 'pain.001.001.03' WHERE sponsor_id = $1", world.ids["gemeente"]
+        )
+    finally:
+        await conn.close()
+    run = await export(client, world, (await approve(client, world, (await new_run(client, world))["id"]))["id"])
+    (pain001,) = await download(client, world, run)
+    file = read_pain001(pain001)
+    assert file.version == "pain.001.001.03"
+    gone = file.blocks[0].payments[0]
+    r, files = simulate(db_dsn, run["id"], tmp_path, "--reject", gone.end_to_end_id)
+    assert r.returncode == 0, r.stderr
+    report = parse_pain002(files[".pain002.xml"], strict=True)
+    assert (report.version, report.original_msg_name_id) == ("pain.002.001.03", "pain.001.001.03")
+    s = await client.post(
+        "/v1/payment-status-reports",
+        content=files[".pain002.xml"],
+        headers={**world.h("gemeente_finance"), "Content-Type": "application/xml"},
+    )
+    assert s.status_code == 200, s.text
+    assert [x["end_to_end_id"] for x in s.json()["rejected"]] == [gone.end_to_end_id]
