@@ -883,11 +883,14 @@ class StatusImport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _reason(reasons: Sequence[Any]) -> tuple[str | None, str | None]:
-    if not reasons:
-        return None, None
-    r = reasons[0]
-    info = "; ".join(r.additional_info) or None
-    return r.code or r.proprietary, info
+    """The first reason code (Cd, else Prtry) of any StsRsnInf, and all their texts.
+
+    StsRsnInf repeats, and the first one need not carry the code: a bank may
+    lead with a text-only one.
+    """
+    code = next((r.code or r.proprietary for r in reasons if r.code or r.proprietary), None)
+    info = "; ".join(a for r in reasons for a in r.additional_info) or None
+    return code, info
 
 
 async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, max_bytes: int) -> StatusImport:

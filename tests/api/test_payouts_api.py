@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sepa import Rejection, build_pain002, read_pain001, validate
+from sepa import Rejection, build_pain002, parse_pain002, read_pain001, validate
 from settlement import db
 from tests.api.conftest import World, assert_ledgers_balanced, ledger_state
 from tests.api.test_vouchers_api import assert_adds_up, issue, overview
@@ -566,6 +566,30 @@ async def test_status_report_on_a_direct_debit_with_the_same_msg_id_is_refused(
     )
     assert r.status_code == 200, r.text
     assert len(r.json()["rejected"]) == 1
+
+
+async def test_a_reason_code_in_a_later_status_reason_is_not_lost(client: Any, world: World, db_dsn: str) -> None:
+    # StsRsnInf repeats: a bank may lead with a text-only one (who rejected, in words) and give
+    # the code in the next. The code decides whether the supplier's details are blocked.
+    _run, data = await _export_demo_run(client, world)
+    file = read_pain001(data)
+    bike = next(p for b in file.blocks for p in b.payments if p.creditor.iban == "NL02ABNA0123456789")
+    report = build_pain002(
+        file,
+        msg_id="BANK-STS-0009",
+        created_at=datetime(2026, 11, 24, tzinfo=UTC),
+        rejections=[Rejection(end_to_end_id=bike.end_to_end_id, reason_code="AC04", additional_info="closed")],
+    )
+    assert report.count(b"<StsRsnInf>") == 1
+    report = report.replace(
+        b"<StsRsnInf>", b"<StsRsnInf><AddtlInf>Rejected by the beneficiary bank</AddtlInf></StsRsnInf><StsRsnInf>"
+    )
+    parse_pain002(report, strict=True)
+    out = await _post_status(client, world, report)
+    (rej,) = out["rejected"]
+    assert rej["reason_code"] == "AC04", rej
+    assert rej["reason_info"] == "Rejected by the beneficiary bank; closed"
+    assert rej["bank_details_blocked"] is True
 
 
 async def test_shared_pain002_files_parse_but_match_no_file_of_ours(client: Any, world: World) -> None:
