@@ -95,6 +95,9 @@ _TRANSLITERATE: dict[str, str] = {
     "!": ".",
     "\\": "/",
     "|": "/",
+    "⁄": "/",  # fraction slash: NFKD makes ½ into 1⁄2, which must read 1/2, not 12
+    "×": "x",
+    "÷": "/",
     "€": "EUR",
     "@": "(at)",
 }
@@ -109,9 +112,10 @@ def _reduce_char(ch: str) -> str:
         return mapped
     if ch.isspace():
         return " "
-    # NFKD splits 'é' into 'e' + combining accent and 'ﬁ' into 'fi'; keeping
-    # only the EPC characters of the result drops the accents.
-    return "".join(c for c in unicodedata.normalize("NFKD", ch) if c in EPC_CHARS)
+    # NFKD splits 'é' into 'e' + combining accent, 'ﬁ' into 'fi' and '½' into
+    # '1⁄2'; keeping the EPC characters of the result (and the stand-ins of
+    # those with one) drops the accents.
+    return "".join(c if c in EPC_CHARS else _TRANSLITERATE.get(c, "") for c in unicodedata.normalize("NFKD", ch))
 
 
 def to_epc(text: str) -> str:

@@ -50,6 +50,10 @@ from tests.sepa.helpers import payment
         ("already clean/-?:().,'+", "already clean/-?:().,'+"),
         ("", ""),
         ("line\n", "line"),
+        # numbers keep their meaning: ½ is 1/2, not 12; 3×2 is 3x2, not 32
+        ("Fietsen ½ prijs", "Fietsen 1/2 prijs"),
+        ("Sportclub ¾ Baan", "Sportclub 3/4 Baan"),
+        ("Actie 3×2", "Actie 3x2"),
     ],
 )
 def test_to_epc_examples(raw: str, epc: str) -> None:
