@@ -44,6 +44,8 @@ def _entries(files: list[CreditTransferFile], rejected: set[str], day: date) -> 
             paid = [p for p in block.payments if p.end_to_end_id not in rejected]
             if not paid:
                 continue
+            # SCT Inst settles the day it is sent, a weekend or holiday too.
+            on = block.execution_date if block.instant else day
             details = tuple(
                 TxDetail(
                     end_to_end_id=p.end_to_end_id,
@@ -61,8 +63,8 @@ def _entries(files: list[CreditTransferFile], rejected: set[str], day: date) -> 
                         index=len(out),
                         amount_cents=total,
                         credit_debit="DBIT",
-                        booking_date=day,
-                        value_date=day,
+                        booking_date=on,
+                        value_date=on,
                         bank_reference=f"SIM-{block.pmt_inf_id}"[:35],
                         batch=BatchInfo(
                             msg_id=f.msg_id, pmt_inf_id=block.pmt_inf_id, count=len(paid), total_cents=total
@@ -77,8 +79,8 @@ def _entries(files: list[CreditTransferFile], rejected: set[str], day: date) -> 
                             index=len(out),
                             amount_cents=d.amount_cents or 0,
                             credit_debit="DBIT",
-                            booking_date=day,
-                            value_date=day,
+                            booking_date=on,
+                            value_date=on,
                             bank_reference=f"SIM-{d.end_to_end_id}"[:35],
                             details=(d,),
                         )

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sepa import parse_pain002, read_pain001
 from settlement import db
 from settlement.config import REPO_ROOT
@@ -131,3 +133,29 @@ async def test_simulated_report_speaks_the_version_of_the_file(
     )
     assert s.status_code == 200, s.text
     assert [x["end_to_end_id"] for x in s.json()["rejected"]] == [gone.end_to_end_id]
+
+
+def test_simulated_statement_books_instant_payments_on_their_own_day() -> None:
+    # SCT Inst settles the day it is sent (a Sunday too); a regular block on its execution day.
+    from sepa.model import CreditTransferFile, PaymentBlock
+    from settlement.bank_sim import _entries
+    from tests.sepa.helpers import CREATED, MONDAY, SPONSOR, payment
+
+    sunday = CREATED.date()
+    file = CreditTransferFile(
+        msg_id="P2026112201-1",
+        created_at=CREATED,
+        initiating_party="Gemeente Utrecht",
+        blocks=(
+            PaymentBlock(
+                pmt_inf_id="P2026112201-1I", debtor=SPONSOR, execution_date=sunday, instant=True, payments=(payment(1),)
+            ),
+            PaymentBlock(pmt_inf_id="P2026112201-1R", debtor=SPONSOR, execution_date=MONDAY, payments=(payment(2),)),
+        ),
+    )
+    for batch in (True, False):
+        f = msgspec.structs.replace(
+            file, blocks=tuple(msgspec.structs.replace(b, batch_booking=batch) for b in file.blocks)
+        )
+        booked = [(e.booking_date, e.value_date) for e in _entries([f], set(), MONDAY)]
+        assert booked == [(sunday, sunday), (MONDAY, MONDAY)], batch
