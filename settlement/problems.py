@@ -114,6 +114,12 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     # The trace goes to the log, never to the client.
+    from settlement.tx import connection_lost, database_unavailable
+
+    if connection_lost(exc):
+        # outside a use case's transaction (the token lookup): the same 503 as inside one
+        log.warning("database_connection_lost", path=request.url.path, error_type=type(exc).__name__)
+        return handle_settlement_error(request, database_unavailable())
     log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
     return _response(
         problem_body(

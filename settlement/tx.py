@@ -40,14 +40,52 @@ def _request_hash(method: str, path: str, body: Any, role: str) -> bytes:
 
 
 async def in_transaction(pool: Any, flow: Flow) -> Any:
-    """Run ``flow(conn)`` in one transaction, retrying deadlocks and serialization failures."""
+    """Run ``flow(conn)`` in one transaction, retrying deadlocks and serialization failures.
+
+    A connection lost on the way (the server restarted, the backend was terminated, a
+    failover) is a 503 ``database_unavailable``: the transaction rolled back, or, if the
+    connection went during the commit, committed with its Idempotency-Key, so the client's
+    retry with the same key does the work once either way. The pool drops the dead
+    connection and opens a new one for the next request.
+    """
     for attempt in range(MAX_TX_RETRIES):
         try:
             async with pool.acquire() as conn, gate.transaction_gates(), conn.transaction():
                 return await flow(conn)
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
             log.warning("transaction_retry", attempt=attempt + 1)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            log.warning("database_connection_lost", error_type=type(exc).__name__)
+            raise database_unavailable() from None
     raise Unavailable("the database was too busy; retry", code="too_busy")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The connection to the database went away under ``exc`` (not a rule or a bug).
+
+    asyncpg raises the loss itself (``ConnectionDoesNotExistError``, ``AdminShutdownError``)
+    and, leaving the transaction's block, an ``InterfaceError`` about the closed connection
+    with the loss as its context: the chain is searched.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(
+            current, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError | ConnectionError
+        ):
+            return True  # 08xxx; 57P01-03: terminated by an administrator, shut down, restarting
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def database_unavailable() -> Unavailable:
+    return Unavailable(
+        "the connection to the database was lost; retry (with the same Idempotency-Key for a POST)",
+        code="database_unavailable",
+    )
 
 
 async def write(
