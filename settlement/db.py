@@ -117,15 +117,37 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+class Pool(asyncpg.Pool):  # type: ignore[misc]
+    """asyncpg's pool whose ``acquire()`` waits at most ``acquire_timeout`` seconds.
+
+    asyncpg's own default is to wait for a free connection for ever (its
+    ``create_pool(timeout=...)`` is the timeout of connecting, not of acquiring):
+    a request would then hang as long as every connection is busy.
+    """
+
+    acquire_timeout: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
 async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
-    """A bounded pool with timeouts; fails with one clear line when unreachable."""
+    """A bounded pool with timeouts; fails with one clear line when unreachable.
+
+    Waiting for a free connection longer than ``pool_acquire_timeout_s`` raises
+    ``TimeoutError`` (the API answers 503 ``too_busy``)."""
     try:
-        pool = await asyncpg.create_pool(
+        pool = Pool(
             dsn,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
+            max_queries=50_000,
+            max_inactive_connection_lifetime=300.0,
+            loop=None,
+            connection_class=asyncpg.Connection,
+            record_class=asyncpg.Record,
             command_timeout=settings.command_timeout_s,
-            timeout=settings.pool_acquire_timeout_s,
+            timeout=settings.pool_acquire_timeout_s,  # connecting, as before
             init=_init_connection,
             reset=_keep_session,
             server_settings={
@@ -133,6 +155,8 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
                 "application_name": "settlement",
             },
         )
+        pool.acquire_timeout = settings.pool_acquire_timeout_s
+        await pool
     except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
         raise DatabaseError(f"cannot connect to the database: {_describe(exc)}") from None
     assert pool is not None

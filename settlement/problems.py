@@ -114,12 +114,15 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     # The trace goes to the log, never to the client.
-    from settlement.tx import connection_lost, database_unavailable
+    from settlement.tx import connection_lost, database_too_busy, database_unavailable
 
+    # outside a use case's transaction (the token lookup): the same 503s as inside one
     if connection_lost(exc):
-        # outside a use case's transaction (the token lookup): the same 503 as inside one
         log.warning("database_connection_lost", path=request.url.path, error_type=type(exc).__name__)
         return handle_settlement_error(request, database_unavailable())
+    if isinstance(exc, TimeoutError):
+        log.warning("database_timeout", path=request.url.path)
+        return handle_settlement_error(request, database_too_busy())
     log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
     return _response(
         problem_body(

@@ -54,12 +54,21 @@ async def in_transaction(pool: Any, flow: Flow) -> Any:
                 return await flow(conn)
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
             log.warning("transaction_retry", attempt=attempt + 1)
+        except TimeoutError:
+            # no connection free within SETTLEMENT_POOL_ACQUIRE_TIMEOUT_S, or a statement past
+            # SETTLEMENT_COMMAND_TIMEOUT_S (cancelled, rolled back): the database is far behind
+            log.warning("database_timeout")
+            raise database_too_busy() from None
         except Exception as exc:
             if not connection_lost(exc):
                 raise
             log.warning("database_connection_lost", error_type=type(exc).__name__)
             raise database_unavailable() from None
-    raise Unavailable("the database was too busy; retry", code="too_busy")
+    raise database_too_busy()
+
+
+def database_too_busy() -> Unavailable:
+    return Unavailable("the database was too busy; retry", code="too_busy")
 
 
 def connection_lost(exc: BaseException) -> bool:

@@ -78,3 +78,35 @@ def test_a_connection_lost_outside_a_transaction_is_a_503_too() -> None:
     r = handle_unexpected(request, asyncpg.ConnectionDoesNotExistError("connection was closed"))
     assert r.status_code == 503 and r.content["code"] == "database_unavailable"
     assert handle_unexpected(request, RuntimeError("a bug")).status_code == 500
+
+
+async def test_no_connection_free_in_time_answers_503_too_busy(world: World, db_dsn: str, test_settings: Any) -> None:
+    """Every pooled connection busy for longer than SETTLEMENT_POOL_ACQUIRE_TIMEOUT_S: the
+    request waiting for one answers 503 `too_busy` (nothing was done), not a 500."""
+    import msgspec
+
+    settings = msgspec.structs.replace(test_settings, pool_min_size=1, pool_max_size=1, pool_acquire_timeout_s=0.2)
+    server = LiveServer(settings, db_dsn)
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            # the token lookups go first, while the one connection is free (they are cached)
+            for who in ("gemeente_validator", "gemeente_finance"):
+                r = await http.get(f"/v1/funds/{world.ids['kindpakket']}/overview", headers=world.h(who))
+                assert r.status_code in (200, 403), r.text
+            body = {"amount": 1_000, "beneficiary_ref": "WK-BUSY-1", "fund_id": world.ids["kindpakket"]}
+            async with ledger_locked(db_dsn, world.ids["gemeente"]):
+                base = await _waiting(db_dsn)
+                holding = asyncio.ensure_future(
+                    http.post("/v1/vouchers", json=body, headers=world.h("gemeente_validator"))
+                )
+                await wait_for_lock_waiters(db_dsn, base + 1)  # holds the pool's only connection
+                busy = await http.get(
+                    f"/v1/funds/{world.ids['kindpakket']}/overview", headers=world.h("gemeente_finance")
+                )
+            assert (await holding).status_code == 201
+        assert busy.status_code == 503, busy.text
+        assert busy.headers["content-type"].startswith("application/problem+json")
+        assert busy.json()["code"] == "too_busy"
+    finally:
+        server.stop()
