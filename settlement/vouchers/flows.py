@@ -1336,6 +1336,14 @@ async def expire_vouchers(conn: Any, today: date | None = None, limit: int = EXP
         today,
         limit,
     )
+    # Closing books on each voucher's ledgers and keeps their locks until commit: taken in
+    # voucher order, two sweeps (or a sweep and a batch over several ledgers) would deadlock.
+    # Lock them all first, in id order, as the engine locks a batch's ledgers.
+    await conn.execute(
+        "SELECT 1 FROM ledgers WHERE id IN (SELECT ledger_id FROM voucher_shares WHERE voucher_id = ANY($1::uuid[])) "
+        "ORDER BY id FOR NO KEY UPDATE",
+        [r["id"] for r in rows],
+    )
     for row in rows:
         await _close_voucher(conn, "system:voucher-expiry", row, "expired")
     return len(rows)
