@@ -1273,6 +1273,17 @@ async def run_due_schedules(conn: Any, now: datetime | None = None) -> list[Run]
                             schedule_id=s["debtor_account_id"],
                         )
                     )
-            except Conflict as exc:
+            except SettlementError as exc:
+                # A rule said no (nothing to pay, or e.g. instant no longer supported): this
+                # schedule is done for today, with the reason in the sponsor's audit trail;
+                # the schedules after it still run.
                 if exc.code != "nothing_to_pay":
-                    raise
+                    await audit.record(
+                        conn,
+                        "system:payout-schedule",
+                        "payout_schedule.failed",
+                        "debtor_account",
+                        s["debtor_account_id"],
+                        sponsor_id=s["sponsor_id"],
+                        after={"code": exc.code, "detail": exc.detail},
+                    )

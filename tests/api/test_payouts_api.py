@@ -686,3 +686,44 @@ async def test_schedule_makes_a_draft_run_once(client: Any, world: World, db_dsn
     # a scheduled run has no person as creator: any approver approves it
     run = await approve(client, world, first[0].id)
     assert run["state"] == "approved"
+
+
+async def test_a_failing_schedule_does_not_stop_the_others(client: Any, world: World, db_dsn: str) -> None:
+    """Two sponsors' schedules due; the first in order fails on a rule (its account no longer
+    supports the instant runs it asks for). The second still makes its run, and the first says
+    why in its sponsor's audit trail instead of failing again and again."""
+    from settlement.payouts.flows import run_due_schedules
+
+    accounts = sorted(
+        [
+            (await debtor_account(client, world, who), who, world.ids[sponsor])
+            for who, sponsor in (("gemeente_finance", "gemeente"), ("leergeld_finance", "leergeld"))
+        ],
+        key=lambda a: a[0]["id"],
+    )
+    for acct, who, _ in accounts:
+        r = await client.put(
+            f"/v1/debtor-accounts/{acct['id']}/payout-schedule",
+            json={"weekdays": [1, 2, 3, 4, 5, 6, 7], "at_local": "00:00"},
+            headers=world.h(who),
+        )
+        assert r.status_code == 200, r.text
+    (first, _, first_sponsor), (second, _, _) = accounts
+    conn = await db.connect(db_dsn)
+    try:
+        # the first account's bank profile changed after its schedule asked for instant runs
+        await conn.execute("UPDATE payout_schedules SET instant = true WHERE debtor_account_id = $1", first["id"])
+        await conn.execute("UPDATE debtor_accounts SET instant_supported = false WHERE id = $1", first["id"])
+        made = await run_due_schedules(conn)
+        again = await run_due_schedules(conn)
+        trail = await conn.fetch(
+            "SELECT actor, sponsor_id, after FROM audit_log WHERE action = 'payout_schedule.failed' "
+            "AND subject_id = $1",
+            str(first["id"]),
+        )
+    finally:
+        await conn.close()
+    assert [r.debtor_account_id for r in made] == [second["id"]]
+    assert again == []
+    assert len(trail) == 1 and trail[0]["actor"] == "system:payout-schedule"
+    assert trail[0]["sponsor_id"] == first_sponsor
