@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,20 @@ def _run(ctx: click.Context, fn: Any) -> Any:
         return asyncio.run(main())
 
     return go()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """A bank file on disk is whole or absent: written next to its place, synced, then renamed
+    over it, so a crash mid-write never leaves a truncated file someone could upload."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _import(ctx: click.Context, file: Path, flow: Any) -> Any:
@@ -405,7 +420,7 @@ def payouts_export(ctx: click.Context, run_id: int, out_dir: Path | None) -> Non
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             path = out_dir / f"{msg_id}.xml"
-            path.write_bytes(data)
+            _write_atomically(path, data)
             line += f" -> {path}"
         click.echo(line)
 
@@ -460,7 +475,7 @@ def payouts_simulate_bank(
     r = _run(ctx, lambda conn, _dsn: simulate_bank(conn, run_id, reject=reject, reason=reason, credit=credit))
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in [*r.status_reports, *([r.statement] if r.statement else [])]:
-        (out_dir / name).write_bytes(data)
+        _write_atomically(out_dir / name, data)
         click.echo(f"  wrote {out_dir / name}")
     if r.statement is None:
         click.echo("  no statement: the bank rejected every payment")
