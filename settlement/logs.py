@@ -4,15 +4,60 @@ Never amounts as floats, never beneficiary data: flows log ids and codes only.
 Tracebacks are plain: the console renderer's default (rich) prints every
 frame's local variables, and a request handler's locals hold the request
 headers (the bearer token) and the body (beneficiary references).
+
+Database errors are logged without the values they quote: PostgreSQL's DETAIL
+echoes the row ("Key (code)=(V-...) already exists", "Failing row contains
+(..., beneficiary_ref, ...)"), and a message may quote an input value
+('invalid input syntax for type uuid: "..."'); asyncpg's own encoding errors
+quote the query argument. The SQLSTATE class, the constraint's name (in the
+message) and the frames stay: enough to find the bug, nothing a family owns.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Any
+import traceback
+from typing import Any, TextIO
 
+import asyncpg
 import structlog
+
+# 'invalid input syntax for type uuid: "x"', 'invalid input value for enum state: "x"'
+_QUOTED_VALUE = re.compile(r'(:\s*)"(?:[^"\\]|\\.)*"')
+# asyncpg: "invalid input for query argument $1: 'the value' (expected str, got int)"
+_ARGUMENT_VALUE = re.compile(r"(query argument \$\d+:).*", re.DOTALL)
+
+
+def _scrubbed_message(exc_type: type[BaseException], text: str) -> str:
+    if issubclass(exc_type, asyncpg.PostgresError):
+        text = text.split("\nDETAIL:", 1)[0].split("\nHINT:", 1)[0]
+        return _QUOTED_VALUE.sub(r'\1"<redacted>"', text)
+    if issubclass(exc_type, asyncpg.InterfaceError):
+        return _ARGUMENT_VALUE.sub(r"\1 <redacted>", text)
+    return text
+
+
+def format_exception_safely(exc_info: Any) -> str:
+    """The plain traceback of ``exc_info`` (frames, no locals), database errors' values redacted."""
+    te = traceback.TracebackException(*exc_info)
+    pending: list[traceback.TracebackException] = [te]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if current.exc_type is not None:
+            current._str = _scrubbed_message(current.exc_type, current._str)  # type: ignore[attr-defined]
+        pending.extend(x for x in (current.__cause__, current.__context__) if x is not None)
+        pending.extend(getattr(current, "exceptions", None) or [])
+    return "".join(te.format()).rstrip("\n")
+
+
+def _console_traceback(sio: TextIO, exc_info: Any) -> None:
+    sio.write("\n" + format_exception_safely(exc_info))
 
 
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
@@ -24,10 +69,13 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         structlog.processors.StackInfoRenderer(),
     ]
     if fmt == "json":
-        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        processors += [
+            structlog.processors.ExceptionRenderer(format_exception_safely),
+            structlog.processors.JSONRenderer(),
+        ]
     else:
         processors += [
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=_console_traceback)
         ]
     structlog.configure(
         processors=processors,

@@ -45,3 +45,32 @@ async def test_a_500_logs_its_traceback_without_the_requests_token_or_beneficiar
     assert "unhandled_error" in logged and "_Boom" in logged  # the traceback is there ...
     assert ref not in logged  # ... but not the beneficiary (DESIGN.md: never appear)
     assert world.tokens["gemeente_validator"] not in logged  # ... nor the caller's token
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+async def test_a_database_error_quoting_a_voucher_code_is_logged_without_it(
+    world: World, db_dsn: str, test_settings: Settings, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """asyncpg's message carries PostgreSQL's DETAIL, which quotes the row: a unique violation
+    says "Key (code)=(V-...) already exists". The voucher code is a bearer instrument."""
+    from litestar.testing import AsyncTestClient
+
+    from settlement.app import create_app
+    from settlement.vouchers import flows
+
+    code = "V-AAAA-BBBB-CCCC"
+    monkeypatch.setattr(flows, "new_voucher_code", lambda: code)  # a collision, forced
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    settings = msgspec.structs.replace(test_settings, log_format=fmt, log_level="info")
+    body = {"fund_id": world.ids["kindpakket"], "amount": 100, "beneficiary_ref": "WK-2026-00998-FAM"}
+    async with AsyncTestClient(app=create_app(settings, dsn=db_dsn)) as client:
+        first = await client.post("/v1/vouchers", headers=world.h("gemeente_validator"), json=body)
+        assert first.status_code == 201, first.text
+        second = await client.post("/v1/vouchers", headers=world.h("gemeente_validator"), json=body)
+    assert second.status_code == 500
+    assert code not in second.text and "DETAIL" not in second.text
+    logged = err.getvalue()
+    assert "unhandled_error" in logged and "UniqueViolationError" in logged  # what and where ...
+    assert code not in logged  # ... but not the code the database quoted
+    assert "WK-2026-00998-FAM" not in logged
