@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import urllib.parse
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -158,7 +160,7 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         pool.acquire_timeout = settings.pool_acquire_timeout_s
         await pool
     except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
-        raise DatabaseError(f"cannot connect to the database: {_describe(exc)}") from None
+        raise DatabaseError(f"cannot connect to the database: {_describe(exc, dsn)}") from None
     assert pool is not None
     return pool
 
@@ -167,7 +169,7 @@ async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
     try:
         conn = await asyncpg.connect(dsn, timeout=10, **kwargs)
     except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
-        raise DatabaseError(f"cannot connect to the database: {_describe(exc)}") from None
+        raise DatabaseError(f"cannot connect to the database: {_describe(exc, dsn)}") from None
     await _init_connection(conn)
     return conn
 
@@ -181,6 +183,20 @@ async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, dsn: str = "") -> str:
+    """The error's first line, without the DSN's password or any piece of it.
+
+    A password with an unencoded '#', '/' or '@' breaks the URL, and asyncpg's
+    parse error then quotes the piece it misread ("invalid literal for int()
+    with base 10: 'secr'"): quoted text from the URL's user part is redacted.
+    """
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text
+    rest = dsn.split("://", 1)[1] if "://" in dsn else ""
+    userinfo = rest.rsplit("@", 1)[0] if "@" in rest else ""
+    if not userinfo:
+        return text
+    password = userinfo.partition(":")[2]
+    for secret in sorted({password, urllib.parse.unquote(password)}, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return re.sub(r"'([^']*)'", lambda m: "'***'" if m.group(1) and m.group(1) in userinfo else m.group(0), text)

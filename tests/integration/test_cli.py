@@ -161,3 +161,14 @@ async def test_ledger_verify_of_a_ledger_that_does_not_exist_fails(db_dsn: str) 
     r = run("ledger", "verify", "--ledger", "0", env={"DATABASE_URL": db_dsn})
     assert r.returncode == 1, r.stdout + r.stderr
     assert "ledger 0: BROKEN: ledger_not_found" in r.stdout
+
+
+def test_a_malformed_database_url_does_not_echo_its_password() -> None:
+    # an unencoded '#' in the password: asyncpg then reads part of it as the port and says
+    # "invalid literal for int() with base 10: 'Pw9'"
+    r = run("migrate", env={"DATABASE_URL": "postgresql://alice:Pw9#Secret@127.0.0.1:1/x"})
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert "cannot connect to the database" in r.stderr
+    assert "Pw9" not in r.stderr and "Secret" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
