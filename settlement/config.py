@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -18,24 +18,28 @@ class SettingsError(ValueError):
     """A setting in the environment cannot be used; the message names it."""
 
 
+Positive = Annotated[float, msgspec.Meta(gt=0)]  # seconds; NaN fails it too
+AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     data_dir: Path = REPO_ROOT / ".settlement"
     migrations_dir: Path = REPO_ROOT / "ops" / "migrations"
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 1
+    workers: AtLeastOne = 1
     log_format: Literal["console", "json"] = "console"
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     pool_min_size: int = 2
     pool_max_size: int = 10
-    pool_acquire_timeout_s: float = 10.0
-    command_timeout_s: float = 30.0
-    statement_timeout_ms: int = 30_000
-    max_upload_bytes: int = 32 * 1024 * 1024
-    hold_expiry_interval_s: float = 30.0
+    pool_acquire_timeout_s: Positive = 10.0
+    command_timeout_s: Positive = 30.0
+    statement_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 30_000  # 0: none
+    max_upload_bytes: AtLeastOne = 32 * 1024 * 1024
+    hold_expiry_interval_s: Positive = 30.0
     payout_max_payments_per_file: int = 10_000
-    payout_schedule_interval_s: float = 60.0
+    payout_schedule_interval_s: Positive = 60.0
     environment: Literal["development", "production", "test"] = "development"
 
     @property
@@ -74,6 +78,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         value = source.get(var)
         if value is not None and value != "":
             raw[field] = value
+    if isinstance(raw.get("log_level"), str):
+        raw["log_level"] = str(raw["log_level"]).lower()
     raw.update(overrides)
     try:
         settings = msgspec.convert(raw, Settings, strict=False, dec_hook=_dec_hook)

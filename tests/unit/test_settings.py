@@ -29,3 +29,28 @@ def test_environment_is_read() -> None:
 def test_bad_setting_names_the_variable(var: str, value: str) -> None:
     with pytest.raises(SettingsError, match="SETTLEMENT_"):
         load_settings(env={var: value})
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("SETTLEMENT_LOG_LEVEL", "verbose"),  # was accepted; logging fell back to info, uvicorn raised KeyError
+        ("SETTLEMENT_WORKERS", "0"),
+        ("SETTLEMENT_POOL_ACQUIRE_TIMEOUT_S", "-1"),
+        ("SETTLEMENT_COMMAND_TIMEOUT_S", "nan"),
+        ("SETTLEMENT_STATEMENT_TIMEOUT_MS", "-5"),
+        ("SETTLEMENT_MAX_UPLOAD_BYTES", "0"),
+        ("SETTLEMENT_HOLD_EXPIRY_INTERVAL_S", "0"),  # a job loop with no pause hammers the database
+        ("SETTLEMENT_PAYOUT_SCHEDULE_INTERVAL_S", "-1"),
+    ],
+)
+def test_out_of_range_setting_is_one_line_naming_the_variable(var: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env={var: value})
+    assert var in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error", "WARNING"])
+def test_documented_log_levels_are_accepted(level: str) -> None:
+    assert load_settings(env={"SETTLEMENT_LOG_LEVEL": level}).log_level == level.lower()
