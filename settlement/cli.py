@@ -21,6 +21,7 @@ import click
 from settlement import db, migrate
 from settlement.config import Settings, SettingsError, load_settings
 from settlement.errors import SettlementError
+from settlement.logs import configure_logging
 
 T = TypeVar("T")
 
@@ -154,6 +155,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     # handler it found. Python's default handler would kill the process without
     # running atexit, leaving the embedded PostgreSQL running: exit instead.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # uvicorn's own lines (startup, shutdown, errors) go through our log format too: in
+    # production one JSON object per line, like every other line
+    configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
         "settlement.app:create_app",
         factory=True,
@@ -161,6 +165,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         port=port,
         workers=workers,
         log_level=settings.log_level,
+        log_config=None,
         access_log=False,
         lifespan="on",
     )

@@ -61,29 +61,41 @@ def _console_traceback(sio: TextIO, exc_info: Any) -> None:
 
 
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
+    """structlog for our own lines; the standard logging module (uvicorn, asyncpg, litestar)
+    goes through the same renderer, so a production log is one JSON object per line."""
     lvl = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-    processors: list[Any] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+    renderer: list[Any]
     if fmt == "json":
-        processors += [
+        renderer = [
             structlog.processors.ExceptionRenderer(format_exception_safely),
             structlog.processors.JSONRenderer(),
         ]
     else:
-        processors += [
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=_console_traceback)
-        ]
+        renderer = [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=_console_traceback)]
     structlog.configure(
-        processors=processors,
+        processors=shared + renderer,
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(lvl, logging.WARNING), stream=sys.stderr, format="%(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(lvl)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # libraries speak from warnings up; uvicorn sets its own loggers' levels (its startup lines)
+    root.setLevel(max(lvl, logging.WARNING))
 
 
 def get_logger(name: str) -> Any:

@@ -74,3 +74,30 @@ async def test_a_database_error_quoting_a_voucher_code_is_logged_without_it(
     assert "unhandled_error" in logged and "UniqueViolationError" in logged  # what and where ...
     assert code not in logged  # ... but not the code the database quoted
     assert "WK-2026-00998-FAM" not in logged
+
+
+def test_standard_logging_lines_are_json_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Libraries (asyncpg's pool, litestar, uvicorn) log through the standard logging module;
+    in production their lines must be JSON objects like ours, with time, level and logger."""
+    import logging
+
+    from settlement.logs import configure_logging
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("json", "info")
+        logging.getLogger("asyncpg.pool").warning("error when resetting connection")
+        logging.getLogger("uvicorn.error").setLevel(logging.INFO)
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    lines = [msgspec.json.decode(ln) for ln in err.getvalue().splitlines() if ln.strip()]
+    assert [(x["logger"], x["level"], x["event"]) for x in lines] == [
+        ("asyncpg.pool", "warning", "error when resetting connection"),
+        ("uvicorn.error", "info", "Started server process [42]"),
+    ]
+    assert all(x["timestamp"] for x in lines)
