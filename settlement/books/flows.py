@@ -478,14 +478,18 @@ _REF_KEYS = frozenset({"voucher", "reservation", "redemption", "payment"})  # ea
 
 
 async def _entries_by_ref(conn: Any, ledger_ids: Sequence[int], key: str, value: str) -> list[LedgerEntry]:
+    return _group(await _rows_by_ref(conn, ledger_ids, key, value))
+
+
+async def _rows_by_ref(conn: Any, ledger_ids: Sequence[int], key: str, value: str) -> list[Any]:
     assert key in _REF_KEYS
-    rows = await conn.fetch(
+    rows: list[Any] = await conn.fetch(
         _ENTRY_SQL + f"WHERE e.refs ? '{key}' AND e.refs->>'{key}' = $1 AND e.ledger_id = ANY($2::bigint[]) "
         "ORDER BY e.created_at, e.seq, t.n",
         value,
         list(ledger_ids),
     )
-    return _group(rows)
+    return rows
 
 
 async def _entries_by_id(conn: Any, ids: Sequence[uuid.UUID]) -> list[LedgerEntry]:
@@ -554,13 +558,18 @@ async def trace_of(conn: Any, sponsor_id: int, ledger_id: int, redemption_id: uu
                 ],
             )
         )
+    # A refund's entry names its redemption too (refs "refund" and "redemption"): it is shown
+    # with its refund, the redemption step keeps the redemption's own entries.
+    by_refund: dict[str, list[Any]] = {}
+    for row in await _rows_by_ref(conn, lids, "redemption", str(r["id"])):
+        by_refund.setdefault(dict(row["refs"]).get("refund", ""), []).append(row)
     steps.append(
         Step(
             step="redemption",
             id=str(r["id"]),
             at=r["created_at"],
             detail={"amount": r["amount"], "refunded": r["refunded"], "reference": r["reference"]},
-            ledger_entries=await _entries_by_ref(conn, lids, "redemption", str(r["id"])),
+            ledger_entries=_group(by_refund.get("", [])),
         )
     )
     for f in await conn.fetch("SELECT * FROM refunds WHERE redemption_id = $1 ORDER BY created_at", r["id"]):
@@ -570,7 +579,7 @@ async def trace_of(conn: Any, sponsor_id: int, ledger_id: int, redemption_id: uu
                 id=str(f["id"]),
                 at=f["created_at"],
                 detail={"amount": f["amount"], "reason": f["reason"]},
-                ledger_entries=[],
+                ledger_entries=_group(by_refund.get(str(f["id"]), [])),
             )
         )
     pays = await conn.fetch(

@@ -382,3 +382,42 @@ async def test_an_expired_reservation_is_in_both_sponsors_audit_trails(client: A
         assert len(lines) == 1, (who, lines)
         assert lines[0]["actor"] == "system:hold-expiry" and lines[0]["token_id"] is None
         assert lines[0]["after"] == {"voucher": v["id"], "amount": 5_000}
+
+
+async def test_trace_shows_each_refund_with_its_own_ledger_entry(client: Any, world: World) -> None:
+    """A refund reverses (part of) a redemption with its own ledger entry: the trace's refund step
+    shows that entry, and the redemption step only the redemption's own."""
+    v = await issue(
+        client,
+        world,
+        who="leergeld_validator",
+        amount=20_000,
+        beneficiary_ref="TR-REFUND",
+        shares=[{"fund_id": world.ids["kindpakket"], "bp": 7_000}, {"fund_id": world.ids["fiets"], "bp": 3_000}],
+    )
+    r = await client.post(
+        "/v1/redemptions",
+        headers=world.h("bike_shop"),
+        json={"voucher_code": v["code"], "amount": 5_001, "reference": "TR-1", "description": "fiets"},
+    )
+    assert r.status_code == 201, r.text
+    red = r.json()
+    refunds = []
+    for amount in (1_001, 2_000):
+        r = await client.post(
+            f"/v1/redemptions/{red['id']}/refunds", headers=world.h("bike_shop"), json={"amount": amount, "reason": "x"}
+        )
+        assert r.status_code == 201, r.text
+        refunds.append(r.json())
+    for who, parts in (("gemeente_finance", (701, 1_400)), ("leergeld_finance", (300, 600))):
+        r = await client.get(f"/v1/books/trace/{red['id']}", headers=world.h(who))
+        assert r.status_code == 200, r.text
+        steps = r.json()["steps"]
+        (redemption,) = [s for s in steps if s["step"] == "redemption"]
+        assert {t["code"] for e in redemption["ledger_entries"] for t in e["transfers"]} == {"redemption"}, who
+        got = [s for s in steps if s["step"] == "refund"]
+        assert [s["id"] for s in got] == [f["id"] for f in refunds], who
+        for s, part in zip(got, parts, strict=True):
+            assert [[(t["code"], t["amount"]) for t in e["transfers"]] for e in s["ledger_entries"]] == [
+                [("refund", part)]
+            ], (who, s)
