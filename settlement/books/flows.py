@@ -228,9 +228,15 @@ async def _fund_report_of(conn: Any, sponsor_id: int, date_from: date, date_to: 
     # One pass over the period's payable lines: per fund, supplier and state
     # (a few thousand groups, hashed in parallel); categories and distinct
     # suppliers per category are folded from those groups here.
+    # A redemption refunded in full by the end of the period (its lines of a fund net to
+    # nothing) gave nothing: it is no provision. Only redemptions with a refund are netted.
     lines = await conn.fetch(
         "SELECT l.fund_id, l.supplier_id, l.state, sum(l.amount)::bigint AS amount, "
-        "count(*) FILTER (WHERE l.refund_id IS NULL) AS redemptions FROM payable_lines l "
+        "count(*) FILTER (WHERE l.refund_id IS NULL AND coalesce(x.net, 1) <> 0) AS redemptions "
+        "FROM payable_lines l LEFT JOIN (SELECT n.redemption_id, n.fund_id, sum(n.amount) AS net "
+        "FROM payable_lines n WHERE n.redemption_id IN (SELECT redemption_id FROM payable_lines WHERE "
+        "sponsor_id = $1 AND refund_id IS NOT NULL AND created_at < $3) AND n.sponsor_id = $1 AND n.created_at < $3 "
+        "GROUP BY 1, 2) x ON x.redemption_id = l.redemption_id AND x.fund_id = l.fund_id "
         "WHERE l.sponsor_id = $1 AND l.created_at >= $2 AND l.created_at < $3 GROUP BY 1, 2, 3",
         sponsor_id,
         t0,

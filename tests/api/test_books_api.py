@@ -421,3 +421,36 @@ async def test_trace_shows_each_refund_with_its_own_ledger_entry(client: Any, wo
             assert [[(t["code"], t["amount"]) for t in e["transfers"]] for e in s["ledger_entries"]] == [
                 [("refund", part)]
             ], (who, s)
+
+
+async def test_a_redemption_refunded_in_full_is_no_provision(client: Any, world: World) -> None:
+    """A purchase the shop took back in full before it was paid (status refunded) gave the child
+    nothing: the fund report does not count it among the provisions; one refunded in part does."""
+
+    async def provisions() -> tuple[int, dict[str, int]]:
+        r = await client.get("/v1/books/fund-report", params=PERIOD, headers=world.h("auditor"))
+        assert r.status_code == 200, r.text
+        (kind,) = [f for f in r.json()["funds"] if f["fund_id"] == world.ids["kindpakket"]]
+        return kind["provisions"], {c["category"]: c["redemptions"] for c in kind["by_category"]}
+
+    before, by_category = await provisions()
+    v = await issue(client, world, amount=20_000, beneficiary_ref="PROV-1")
+    reds = []
+    for ref in ("PROV-A", "PROV-B"):
+        r = await client.post(
+            "/v1/redemptions",
+            headers=world.h("bike_shop"),
+            json={"voucher_code": v["code"], "amount": 3_000, "reference": ref, "description": "fiets"},
+        )
+        assert r.status_code == 201, r.text
+        reds.append(r.json())
+    for red, amount in zip(reds, (3_000, 1_000), strict=True):
+        r = await client.post(
+            f"/v1/redemptions/{red['id']}/refunds", headers=world.h("bike_shop"), json={"amount": amount, "reason": "x"}
+        )
+        assert r.status_code == 201, r.text
+    r = await client.get(f"/v1/redemptions/{reds[0]['id']}", headers=world.h("bike_shop"))
+    assert r.json()["status"] == "refunded"
+    after, by_category_after = await provisions()
+    assert after == before + 1
+    assert sum(by_category_after.values()) == sum(by_category.values()) + 1
