@@ -121,6 +121,9 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> L
         guards=[auditors_read_only],
         state=State({"startup_hooks": startup_hooks()}),
         request_max_body_size=settings.max_upload_bytes,
+        # our logging (settlement.logs) stays: litestar's default would replace the root
+        # handlers with its own plain-text format
+        logging_config=None,
         openapi_config=OpenAPIConfig(
             title="Settlement API",
             version="0.1.0",

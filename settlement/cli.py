@@ -21,7 +21,7 @@ import click
 from settlement import db, migrate
 from settlement.config import Settings, SettingsError, load_settings
 from settlement.errors import SettlementError
-from settlement.logs import configure_logging
+from settlement.logs import configure_logging, get_logger
 
 T = TypeVar("T")
 
@@ -138,6 +138,17 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     import uvicorn
 
     settings = get_settings(ctx)
+    # uvicorn's own lines (startup, shutdown, errors) go through our log format too: in
+    # production one JSON object per line, like every other line
+    configure_logging(settings.log_format, settings.log_level)
+    log = get_logger("settlement.serve")
+
+    def say(event: str, text: str, **kw: Any) -> None:
+        if settings.log_format == "json":
+            log.info(event, **kw)
+        else:
+            click.echo(text, err=True)
+
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers
@@ -146,18 +157,15 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     if do_migrate:
         ran = run_async(_migrate(settings, dsn, quiet=True))
         if ran:
-            click.echo(f"applied {len(ran)} migration(s)", err=True)
+            say("migrations_applied", f"applied {len(ran)} migration(s)", count=len(ran))
     # Workers attach to the same database: the embedded server started here
     # lives as long as this process.
     os.environ["DATABASE_URL"] = dsn
-    click.echo(f"serving on http://{host}:{port} (OpenAPI at /schema)", err=True)
+    say("serving", f"serving on http://{host}:{port} (OpenAPI at /schema)", url=f"http://{host}:{port}")
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it with the
     # handler it found. Python's default handler would kill the process without
     # running atexit, leaving the embedded PostgreSQL running: exit instead.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    # uvicorn's own lines (startup, shutdown, errors) go through our log format too: in
-    # production one JSON object per line, like every other line
-    configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
         "settlement.app:create_app",
         factory=True,

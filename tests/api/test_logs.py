@@ -101,3 +101,27 @@ def test_standard_logging_lines_are_json_in_production(monkeypatch: pytest.Monke
         ("uvicorn.error", "info", "Started server process [42]"),
     ]
     assert all(x["timestamp"] for x in lines)
+
+
+async def test_the_app_keeps_our_log_handlers(db_dsn: str, test_settings: Settings) -> None:
+    """litestar's default logging config replaced the root handlers with its own plain-text
+    format, so uvicorn's lines in production were not JSON."""
+    import logging
+
+    from litestar.testing import AsyncTestClient
+
+    from settlement.app import create_app
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        settings = msgspec.structs.replace(test_settings, log_format="json", log_level="info")
+        app = create_app(settings, dsn=db_dsn)
+        ours = root.handlers[:]
+        async with AsyncTestClient(app=app) as client:
+            assert (await client.get("/health")).status_code == 200
+        assert root.handlers == ours
+        assert all(type(h.formatter).__name__ == "ProcessorFormatter" for h in root.handlers)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
