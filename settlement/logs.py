@@ -94,6 +94,12 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # uvicorn's loggers reach the root handler even where uvicorn's own dictConfig ran
+    # before (it gives them handlers and stops their propagation)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        named = logging.getLogger(name)
+        named.handlers.clear()
+        named.propagate = True
     # libraries speak from warnings up; uvicorn sets its own loggers' levels (its startup lines)
     root.setLevel(max(lvl, logging.WARNING))
 
