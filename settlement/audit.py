@@ -21,25 +21,27 @@ def _plain(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
 
-async def record(
-    conn: Any,
+_INSERT = (
+    "INSERT INTO audit_log (organisation_id, sponsor_id, token_id, actor, request_id, action, subject_type, "
+    "subject_id, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+)
+
+
+def _line(
     actor: Actor | str,
     action: str,
     subject_type: str,
     subject_id: object,
-    *,
-    sponsor_id: int | None = None,
-    before: Any = None,
-    after: Any = None,
-) -> None:
+    sponsor_id: int | None,
+    before: Any,
+    after: Any,
+) -> tuple[Any, ...]:
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     if isinstance(actor, Actor):
         org, token, label = actor.organisation_id, actor.token_id, actor.label
     else:
         org, token, label = None, None, actor
-    await conn.execute(
-        "INSERT INTO audit_log (organisation_id, sponsor_id, token_id, actor, request_id, action, subject_type, "
-        "subject_id, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    return (
         org,
         sponsor_id,
         token,
@@ -53,6 +55,46 @@ async def record(
     )
 
 
+async def record(
+    conn: Any,
+    actor: Actor | str,
+    action: str,
+    subject_type: str,
+    subject_id: object,
+    *,
+    sponsor_id: int | None = None,
+    before: Any = None,
+    after: Any = None,
+) -> None:
+    await conn.execute(_INSERT, *_line(actor, action, subject_type, subject_id, sponsor_id, before, after))
+
+
+def lines_each(
+    actor: Actor | str,
+    action: str,
+    subject_type: str,
+    subject_id: object,
+    *,
+    sponsor_ids: Iterable[int],
+    before: Any = None,
+    after: Any = None,
+) -> list[tuple[Any, ...]]:
+    """One line per sponsor whose books the action touched (a co-funded voucher's
+    has several): each sponsor reads only its own trail, and must find it there."""
+    return [
+        _line(actor, action, subject_type, subject_id, sponsor_id, before, after)
+        for sponsor_id in sorted(set(sponsor_ids))
+    ]
+
+
+async def record_lines(conn: Any, lines: list[tuple[Any, ...]]) -> None:
+    """Write lines made by ``lines_each``, in one round trip."""
+    if len(lines) == 1:
+        await conn.execute(_INSERT, *lines[0])
+    elif lines:
+        await conn.executemany(_INSERT, lines)
+
+
 async def record_each(
     conn: Any,
     actor: Actor | str,
@@ -64,7 +106,7 @@ async def record_each(
     before: Any = None,
     after: Any = None,
 ) -> None:
-    """One line per sponsor whose books the action touched (a co-funded voucher's
-    has several): each sponsor reads only its own trail, and must find it there."""
-    for sponsor_id in sorted(set(sponsor_ids)):
-        await record(conn, actor, action, subject_type, subject_id, sponsor_id=sponsor_id, before=before, after=after)
+    """``lines_each``, written."""
+    await record_lines(
+        conn, lines_each(actor, action, subject_type, subject_id, sponsor_ids=sponsor_ids, before=before, after=after)
+    )

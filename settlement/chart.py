@@ -50,6 +50,12 @@ EXTERNAL = {
 }
 
 
+async def ensure_external(conn: Any, ledger_id: int, category: str) -> int:
+    """The ``external:<category>`` account of a ledger (made on first use); its id."""
+    code = external(category)
+    return (await ensure(conn, ledger_id, [(code, EXTERNAL[category])]))[code]
+
+
 # Sub-ledgers: one account per voucher. Reports (trial balance, auditfile) show
 # them as one control line, ``voucher:*``; their detail is each voucher's history.
 SUBLEDGERS = ("voucher:",)

@@ -728,8 +728,7 @@ async def _book_return(
     what = pays[0]["end_to_end_id"] if len(pays) == 1 else f"{len(pays)} payments"
     kept: tuple[TransferSpec, ...] = ()
     if charges:
-        code = chart.external("bank_charges")
-        fees = (await chart.ensure(conn, acct["ledger_id"], [(code, chart.EXTERNAL["bank_charges"])]))[code]
+        fees = await chart.ensure_external(conn, acct["ledger_id"], "bank_charges")
         kept = (
             TransferSpec(
                 debit_account_id=fees,
@@ -785,13 +784,7 @@ async def _book_return(
             entry_id,
             p["id"],
         )
-    await conn.execute(
-        "UPDATE statement_entries SET state = 'matched', match_kind = 'return', ledger_entry_id = $2, manual = $3, "
-        "reason = NULL, suggestions = '[]' WHERE id = $1",
-        entry_id,
-        ledger_entry,
-        manual,
-    )
+    await _mark_matched(conn, entry_id, "return", ledger_entry, manual=manual)
 
 
 async def _book_top_up(
@@ -840,13 +833,7 @@ async def _book_top_up(
         src["code"],
         amount,
     )
-    await conn.execute(
-        "UPDATE statement_entries SET state = 'matched', match_kind = 'top_up', ledger_entry_id = $2, manual = $3, "
-        "reason = NULL, suggestions = '[]' WHERE id = $1",
-        entry_id,
-        ledger_entry,
-        manual,
-    )
+    await _mark_matched(conn, entry_id, "top_up", ledger_entry, manual=manual)
     return True
 
 
@@ -1036,13 +1023,7 @@ async def resolve(
                     code="payment_not_open",
                 )
             ledger_entry = await _post_bookings(conn, acct, e["statement_id"], [(entry_id, ids)], day)
-            await conn.execute(
-                "UPDATE statement_entries SET state = 'matched', match_kind = $3, ledger_entry_id = $2, "
-                "manual = true, suggestions = '[]' WHERE id = $1",
-                entry_id,
-                ledger_entry,
-                "payment" if len(ids) == 1 else "batch",
-            )
+            await _mark_matched(conn, entry_id, "payment" if len(ids) == 1 else "batch", ledger_entry, manual=True)
             await conn.executemany(
                 "INSERT INTO statement_entry_payments (statement_entry_id, payment_id, kind) VALUES ($1, $2, 'booked')",
                 [(entry_id, pid) for pid in ids],
@@ -1120,8 +1101,7 @@ async def _book_external(conn: Any, acct: Any, e: Any, category: str | None, day
         )
     if e["amount"] == 0:
         raise Conflict("the entry is 0.00: nothing to book; ignore it with a reason", code="amount_is_zero")
-    code = chart.external(category)
-    other = (await chart.ensure(conn, acct["ledger_id"], [(code, chart.EXTERNAL[category])]))[code]
+    other = await chart.ensure_external(conn, acct["ledger_id"], category)
     bank = acct["bank_account_id"]
     debit, credit = (other, bank) if e["credit_debit"] == "DBIT" else (bank, other)
     ledger_entry = new_entry_id()
@@ -1141,11 +1121,19 @@ async def _book_external(conn: Any, acct: Any, e: Any, category: str | None, day
         ],
         "a statement posting",
     )
+    await _mark_matched(conn, e["id"], "external", ledger_entry, manual=True)
+
+
+async def _mark_matched(conn: Any, entry_id: int, kind: str, ledger_entry: uuid.UUID | None, *, manual: bool) -> None:
+    """A single entry booked after its import (a return, a top-up, or a person's match): matched,
+    its queue reason and suggestions cleared (a person's resolution then records its own reason)."""
     await conn.execute(
-        "UPDATE statement_entries SET state = 'matched', match_kind = 'external', ledger_entry_id = $2, "
-        "manual = true, suggestions = '[]' WHERE id = $1",
-        e["id"],
+        "UPDATE statement_entries SET state = 'matched', match_kind = $3, ledger_entry_id = $2, manual = $4, "
+        "reason = NULL, suggestions = '[]' WHERE id = $1",
+        entry_id,
         ledger_entry,
+        kind,
+        manual,
     )
 
 

@@ -1365,14 +1365,19 @@ async def sync_expired_reservations(
         "AND s.position = p.position GROUP BY x.id, x.voucher_id, x.amount ORDER BY x.id",
         list(hold_ids),
     )
-    for r in rows:
-        await audit.record_each(
-            conn,
-            actor,
-            "reservation.expired",
-            "reservation",
-            r["id"],
-            sponsor_ids=r["sponsors"],
-            after={"voucher": str(r["voucher_id"]), "amount": r["amount"]},
-        )
+    await audit.record_lines(
+        conn,
+        [
+            line
+            for r in rows
+            for line in audit.lines_each(
+                actor,
+                "reservation.expired",
+                "reservation",
+                r["id"],
+                sponsor_ids=r["sponsors"],
+                after={"voucher": str(r["voucher_id"]), "amount": r["amount"]},
+            )
+        ],
+    )
     return len(rows)
