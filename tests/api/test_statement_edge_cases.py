@@ -531,6 +531,7 @@ async def test_bank_charges_and_interest_are_booked_so_the_books_match_the_bank(
         Entry(
             index=2, amount_cents=500_00, credit_debit="DBIT", booking_date=DAY, value_date=DAY, bank_reference="O-1"
         ),
+        Entry(index=3, amount_cents=0, credit_debit="DBIT", booking_date=DAY, value_date=DAY, bank_reference="Z-1"),
     ]
     st = statement(lines)
     r = await client.post("/v1/statements", content=build_camt053(st), headers=xml(world))
@@ -549,6 +550,19 @@ async def test_bank_charges_and_interest_are_booked_so_the_books_match_the_bank(
     )
     assert r.status_code == 422 and r.json()["code"] == "category_required", r.text
     assert await ledger_state(db_dsn) == state
+    r = await client.post(
+        f"/v1/statement-entries/{by_ref['Z-1']}/resolve",
+        json={"action": "book_external", "category": "bank_charges", "reason": "nul"},
+        headers=world.h("gemeente_finance"),
+    )
+    assert r.status_code == 409 and r.json()["code"] == "amount_is_zero", r.text
+    assert await ledger_state(db_dsn) == state
+    r = await client.post(
+        f"/v1/statement-entries/{by_ref['Z-1']}/resolve",
+        json={"action": "ignore", "reason": "a 0.00 line moves no money"},
+        headers=world.h("gemeente_finance"),
+    )
+    assert r.status_code == 200, r.text
 
     for ref, category in (("K-1", "bank_charges"), ("R-1", "interest"), ("O-1", "own_transfer")):
         r = await client.post(
