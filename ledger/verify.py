@@ -23,12 +23,22 @@ class ChainReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def verify_ledger(conn: Any, ledger_id: int, progress: Callable[[int], None] | None = None) -> ChainReport:
+    """Check one ledger as of one snapshot: outside a transaction it opens a read-only repeatable-read
+    one, so entries committed while the walk runs (a live system) are not taken for a broken head."""
+    if conn.is_in_transaction():
+        return await _verify(conn, ledger_id, progress)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _verify(conn, ledger_id, progress)
+
+
+async def _verify(conn: Any, ledger_id: int, progress: Callable[[int], None] | None) -> ChainReport:
     head = await conn.fetchrow("SELECT head_seq, head_hash FROM ledgers WHERE id = $1", ledger_id)
     if head is None:
         return ChainReport(ledger_id=ledger_id, entries=0, ok=False, problem="ledger_not_found")
     prev = chain.GENESIS
     expected_seq = 1
     count = 0
+    held = 0  # transfers the chain's entries hold (all of this ledger, or the walk stops at a misplaced one)
     while True:
         entries = await conn.fetch(
             "SELECT id, seq, description, refs, value_date, created_at, prev_hash, hash "
@@ -45,6 +55,7 @@ async def verify_ledger(conn: Any, ledger_id: int, progress: Callable[[int], Non
             "ledger_id, created_at FROM transfers WHERE entry_id = ANY($1::uuid[]) ORDER BY n",
             [e["id"] for e in entries],
         )
+        held += len(transfers)
         by_entry: dict[Any, list[chain.TransferRow]] = {}
         # The hash covers the entry's ledger and time; each transfer carries copies of them, which the
         # trial balance, its day totals and the fund report read: a copy that differs is a change too.
@@ -107,12 +118,10 @@ async def verify_ledger(conn: Any, ledger_id: int, progress: Callable[[int], Non
             first_broken_seq=count + 1,
             problem=f"ledger head says {head['head_seq']} entries, chain has {count}",
         )
-    # Transfers of this ledger that no entry of its chain holds still move its balances.
-    outside = await conn.fetchval(
-        "SELECT count(*) FROM transfers t WHERE t.ledger_id = $1 AND NOT EXISTS "
-        "(SELECT 1 FROM journal_entries e WHERE e.id = t.entry_id AND e.ledger_id = $1)",
-        ledger_id,
-    )
+    # Transfers of this ledger that no entry of its chain holds still move its balances. Counted, not
+    # joined: on a ledger newer than the table's statistics the planner chose a nested-loop anti-join
+    # over all of the ledger's entries per transfer (measured: over 4 minutes for 100,000 transfers).
+    outside = await conn.fetchval("SELECT count(*) FROM transfers WHERE ledger_id = $1", ledger_id) - held
     if outside:
         return ChainReport(
             ledger_id=ledger_id,

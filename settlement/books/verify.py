@@ -40,6 +40,15 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
 async def verify_books(
     conn: Any, *, sponsor_id: int | None = None, progress: Callable[[str], None] | None = None
 ) -> Report:
+    """All checks as of one snapshot (a read-only repeatable-read transaction when the caller has none),
+    so on a live system they all judge the same books."""
+    if conn.is_in_transaction():
+        return await _verify_books(conn, sponsor_id, progress)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _verify_books(conn, sponsor_id, progress)
+
+
+async def _verify_books(conn: Any, sponsor_id: int | None, progress: Callable[[str], None] | None) -> Report:
     say = progress or (lambda _: None)
     checks: list[Check] = []
     sponsors = await conn.fetch(

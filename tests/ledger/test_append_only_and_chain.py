@@ -185,3 +185,37 @@ async def test_a_transfer_outside_the_chain_is_found(conn: Any) -> None:
     report = await verify_ledger(conn, lid)
     assert not report.ok
     assert "outside the chain" in (report.problem or "")
+
+
+async def test_verify_reads_one_snapshot_while_entries_are_written(conn: Any, db_dsn: str) -> None:
+    # `ledger verify` on a live system: an entry committed after verify read the ledger's head and
+    # while it walks the chain must not make an intact ledger look broken.
+    lid, a, _ = await five_entries(conn)
+    writer = await asyncpg.connect(db_dsn)
+    from ledger import codecs
+
+    await codecs.init_connection(writer)
+
+    class WritesDuringTheWalk:
+        """The verifying connection; its first chain read lets another session commit an entry first."""
+
+        def __init__(self) -> None:
+            self.wrote = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(conn, name)
+
+        async def fetch(self, sql: str, *args: Any) -> Any:
+            if not self.wrote and "FROM journal_entries" in sql:
+                self.wrote = True
+                await apply(writer, entry(lid, posted(a["fund"], a["voucher"], 7)))
+            return await conn.fetch(sql, *args)
+
+    try:
+        proxy = WritesDuringTheWalk()
+        report = await verify_ledger(proxy, lid)
+        assert proxy.wrote
+        assert (report.ok, report.entries, report.problem) == (True, 5, None)
+        assert (await verify_ledger(conn, lid)).entries == 6
+    finally:
+        await writer.close()
