@@ -9,6 +9,9 @@ proportions, so the last cents of a voucher may not split by basis points
 within what each share still holds. ``split_capped`` then moves the overflow
 to the shares that still have room, in definition order: a voucher can always
 spend exactly its total balance, and no share is overdrawn.
+
+``split_within_caps`` splits the unspent rest of a closed fund over its
+funding sources, pro rata to what each may still get back (its net grant).
 """
 
 from __future__ import annotations
@@ -60,4 +63,22 @@ def split_capped(amount: int, bps: Sequence[int], caps: Sequence[int]) -> list[i
             overflow -= take
     assert overflow == 0
     assert sum(parts) == amount
+    return parts
+
+
+def split_within_caps(amount: int, caps: Sequence[int]) -> list[int]:
+    """Split ``amount`` pro rata to ``caps`` by the largest-remainder rule (ties: in order).
+
+    No part exceeds its cap: a part is at most its exact share rounded up, and with
+    ``amount <= sum(caps)`` that share is at most the cap; a cap of 0 gets nothing.
+    """
+    if amount < 0 or any(c < 0 for c in caps):
+        raise ValueError("amount and caps must not be negative")
+    if amount > sum(caps):
+        raise ValueError(f"{amount} is more than the caps allow ({sum(caps)})")
+    if amount == 0:
+        return [0] * len(caps)
+    parts = split_proportional(amount, caps)
+    assert sum(parts) == amount
+    assert all(0 <= p <= c for p, c in zip(parts, caps, strict=True))
     return parts

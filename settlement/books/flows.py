@@ -168,6 +168,7 @@ class SourceRow(msgspec.Struct, frozen=True, kw_only=True):
     source: str
     name: str
     granted: int  # in the period
+    returned: int  # budget returned from the fund to this source in the period
     received: int  # money in on the bank for this fund from this source, in the period
 
 
@@ -182,7 +183,8 @@ class FundReportRow(msgspec.Struct, frozen=True, kw_only=True):
     fund_id: int
     code: str
     name: str
-    granted: int
+    granted: int  # in the period, gross
+    returned_to_sources: int  # budget returned from the fund to its sources in the period
     issued: int  # vouchers issued in the period (gross)
     returned_to_fund: int  # unspent voucher money back (expired, withdrawn) in the period
     reserved: int  # held by open reservations now
@@ -196,6 +198,7 @@ class FundReportRow(msgspec.Struct, frozen=True, kw_only=True):
     provisions: int  # redemptions in the period
     by_source: list[SourceRow]
     by_category: list[CategoryRow]
+    closed_at: datetime | None = None  # closed: no more vouchers, the rest back to the sources
 
 
 class FundReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,7 +224,8 @@ async def fund_report_of(conn: Any, sponsor_id: int, date_from: date, date_to: d
 async def _fund_report_of(conn: Any, sponsor_id: int, date_from: date, date_to: date) -> FundReport:
     t0, t1 = _period(date_from, date_to)
     funds = await conn.fetch(
-        "SELECT f.id, f.code, f.name, f.account_id, a.credits_posted - a.debits_posted AS available FROM funds f "
+        "SELECT f.id, f.code, f.name, f.account_id, f.closed_at, a.credits_posted - a.debits_posted AS available "
+        "FROM funds f "
         "JOIN accounts a ON a.id = f.account_id WHERE f.sponsor_id = $1 ORDER BY f.code",
         sponsor_id,
     )
@@ -297,6 +301,8 @@ async def _fund_report_of(conn: Any, sponsor_id: int, date_from: date, date_to: 
         sources = await conn.fetch(
             "SELECT s.code, s.name, coalesce((SELECT sum(g.amount) FROM grants g WHERE g.fund_id = $1 AND g.source = "
             "s.code AND g.created_at >= $2 AND g.created_at < $3), 0)::bigint AS granted, "
+            "coalesce((SELECT sum(b.amount) FROM budget_returns b WHERE b.fund_id = $1 AND b.source = s.code "
+            "AND b.created_at >= $2 AND b.created_at < $3), 0)::bigint AS returned, "
             "coalesce((SELECT sum(t.amount) FROM top_ups t JOIN statement_entries e ON e.id = t.statement_entry_id "
             "WHERE t.fund_id = $1 AND t.source = s.code AND coalesce(e.booking_date, e.value_date) >= $4 "
             "AND coalesce(e.booking_date, e.value_date) <= $5), 0)::bigint "
@@ -311,7 +317,10 @@ async def _fund_report_of(conn: Any, sponsor_id: int, date_from: date, date_to: 
             sponsor_id,
         )
         by_source = [
-            SourceRow(source=r["code"], name=r["name"], granted=r["granted"], received=r["received"]) for r in sources
+            SourceRow(
+                source=r["code"], name=r["name"], granted=r["granted"], returned=r["returned"], received=r["received"]
+            )
+            for r in sources
         ]
         every = ("open", "rejected", "returned", "in_payout", "paid")
         out.append(
@@ -320,6 +329,7 @@ async def _fund_report_of(conn: Any, sponsor_id: int, date_from: date, date_to: 
                 code=f["code"],
                 name=f["name"],
                 granted=sum(s.granted for s in by_source),
+                returned_to_sources=sum(s.returned for s in by_source),
                 issued=moves["issued"],
                 returned_to_fund=moves["returned"],
                 reserved=reserved.get(f["id"], 0),
@@ -341,6 +351,7 @@ async def _fund_report_of(conn: Any, sponsor_id: int, date_from: date, date_to: 
                     )
                     for c, rows in sorted(categories.items())
                 ],
+                closed_at=f["closed_at"],
             )
         )
     return FundReport(sponsor_id=sponsor_id, date_from=date_from, date_to=date_to, funds=out)

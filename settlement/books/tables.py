@@ -74,6 +74,7 @@ def trial_balance_tables(tb: TrialBalance) -> list[Table]:
 
 _FUND_COLUMNS = (
     ("granted", "Granted"),
+    ("returned_to_sources", "Returned to sources"),
     ("issued", "Issued"),
     ("returned_to_fund", "Returned to fund"),
     ("reserved", "Reserved (now)"),
@@ -95,6 +96,7 @@ def fund_report_tables(r: FundReport) -> list[Table]:
             Column(key="vouchers", title="Vouchers", kind="int"),
             Column(key="beneficiaries", title="Children reached", kind="int"),
             Column(key="provisions", title="Provisions", kind="int"),
+            Column(key="closed_at", title="Closed", kind="datetime"),
         ),
         rows=[
             {
@@ -104,6 +106,7 @@ def fund_report_tables(r: FundReport) -> list[Table]:
                 "vouchers": f.vouchers,
                 "beneficiaries": f.beneficiaries,
                 "provisions": f.provisions,
+                "closed_at": f.closed_at,
             }
             for f in r.funds
         ],
@@ -116,10 +119,18 @@ def fund_report_tables(r: FundReport) -> list[Table]:
             Column(key="source", title="Source"),
             Column(key="name", title="Name"),
             Column(key="granted", title="Granted", kind="cents"),
+            Column(key="returned", title="Returned", kind="cents"),
             Column(key="received", title="Received", kind="cents"),
         ),
         rows=[
-            {"fund": f.code, "source": s.source, "name": s.name, "granted": s.granted, "received": s.received}
+            {
+                "fund": f.code,
+                "source": s.source,
+                "name": s.name,
+                "granted": s.granted,
+                "returned": s.returned,
+                "received": s.received,
+            }
             for f in r.funds
             for s in f.by_source
         ],

@@ -6,7 +6,7 @@ Four checks, each naming what is wrong:
    behind the code's back breaks it at that entry;
 2. every ledger balances: posted debits equal posted credits (and pending
    likewise), and each account's stored totals equal the sum of its transfers;
-3. every fund's overview adds up (granted = available + issued, issued =
+3. every fund's overview adds up (granted - returned = available + issued, issued =
    outstanding + reserved + redeemed, redeemed = open + in payout + paid);
 4. every bank account equals its last statement: the ledger's ``bank:<iban>``
    at the statement date is the closing balance.

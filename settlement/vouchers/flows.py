@@ -120,6 +120,7 @@ class _Fund(msgspec.Struct, frozen=True, kw_only=True):
     cancellation_days: int
     categories: tuple[str, ...]
     validators: tuple[int, ...]
+    closed: bool
 
 
 # DESIGN.md "Security": no personal data of beneficiaries. A name cannot be told
@@ -152,12 +153,15 @@ class _ItemError(Exception):
 
 
 async def _load_funds(conn: Any, fund_ids: Sequence[int]) -> dict[int, _Fund]:
+    # Shared row locks until commit: closing a fund locks it exclusively, so it waits for
+    # these vouchers (and then lists them as open), or these wait and see the fund closed.
     rows = await conn.fetch(
         "SELECT f.id, f.sponsor_id, s.ledger_id, f.account_id, f.code, f.period_start, f.period_end, "
-        "f.cap_per_voucher, f.reservation_expiry_days, f.cancellation_window_days, f.categories, "
+        "f.cap_per_voucher, f.reservation_expiry_days, f.cancellation_window_days, f.categories, f.closed_at, "
         "coalesce((SELECT array_agg(organisation_id) FROM fund_validators v WHERE v.fund_id = f.id), '{}') AS vals "
-        "FROM funds f JOIN sponsors s ON s.organisation_id = f.sponsor_id WHERE f.id = ANY($1::bigint[])",
-        list(set(fund_ids)),
+        "FROM funds f JOIN sponsors s ON s.organisation_id = f.sponsor_id WHERE f.id = ANY($1::bigint[]) "
+        "ORDER BY f.id FOR SHARE OF f",
+        sorted(set(fund_ids)),
     )
     return {
         r["id"]: _Fund(
@@ -173,6 +177,7 @@ async def _load_funds(conn: Any, fund_ids: Sequence[int]) -> dict[int, _Fund]:
             cancellation_days=r["cancellation_window_days"],
             categories=tuple(r["categories"]),
             validators=tuple(r["vals"]),
+            closed=r["closed_at"] is not None,
         )
         for r in rows
     }
@@ -214,6 +219,8 @@ def _plan_voucher(actor: Actor, req: VoucherRequest, funds: dict[int, _Fund], to
             raise _ItemError("fund_not_found", f"no such fund {s.fund_id}")
         if not _may_issue(actor, fund):
             raise _ItemError("not_authorised_for_fund", f"not authorised to issue vouchers of fund {fund.id}")
+        if fund.closed:
+            raise _ItemError("fund_closed", f"fund {fund.id} is closed: it issues no more vouchers")
         if not fund.period_start <= today <= fund.period_end:
             raise _ItemError("fund_not_in_period", f"fund {fund.id} runs {fund.period_start} to {fund.period_end}")
         if amt > fund.cap:

@@ -28,9 +28,13 @@ async def overview(client: Any, world: World, fund: str = "kindpakket", who: str
     return r.json()
 
 
-def assert_adds_up(o: dict[str, int]) -> None:
+def assert_adds_up(o: dict[str, Any]) -> None:
     assert o["granted"] == sum(s["granted"] for s in o["by_source"])
-    assert o["granted"] == o["available"] + o["issued"]
+    assert o["returned_to_sources"] == sum(s["returned"] for s in o["by_source"])
+    for s in o["by_source"]:
+        assert s["net_granted"] == s["granted"] - s["returned"] >= 0, s
+    assert o["net_granted"] == o["granted"] - o["returned_to_sources"]
+    assert o["net_granted"] == o["available"] + o["issued"]
     assert o["issued"] == o["vouchers_outstanding"] + o["reserved"] + o["redeemed"]
     assert o["redeemed"] == o["open_payable"] + o["in_payout"] + o["paid"]
 
