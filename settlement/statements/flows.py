@@ -790,12 +790,15 @@ async def _book_return(
 async def _book_top_up(
     conn: Any, acct: Any, entry_id: int, fund_id: int, amount: int, day: date, *, manual: bool = False
 ) -> bool:
-    """bank -> funding:<source>: the source of the fund with the most still to come (ties: by code).
+    """bank -> funding:<source>: the source of the fund with the most still to come (ties: by code):
+    what it granted, less what was returned to it (a cut, the rest of a closed fund), less
+    what it paid already.
 
     False, with nothing written, when the fund has no grant (so no source) yet.
     """
     src = await conn.fetchrow(
-        "SELECT s.code, s.account_id, sum(g.amount) - coalesce((SELECT sum(t.amount) FROM top_ups t "
+        "SELECT s.code, s.account_id, sum(g.amount) - coalesce((SELECT sum(b.amount) FROM budget_returns b "
+        "WHERE b.fund_id = $1 AND b.source = s.code), 0) - coalesce((SELECT sum(t.amount) FROM top_ups t "
         "WHERE t.fund_id = $1 AND t.source = s.code), 0) AS outstanding FROM grants g JOIN funding_sources s "
         "ON s.sponsor_id = g.sponsor_id AND s.code = g.source WHERE g.fund_id = $1 "
         "GROUP BY s.code, s.account_id ORDER BY 3 DESC, 1 LIMIT 1",

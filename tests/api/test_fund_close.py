@@ -559,3 +559,40 @@ async def test_the_database_refuses_what_the_flows_refuse(client: Any, world: Wo
             await conn.execute("UPDATE budget_returns SET amount = amount + 1")
     finally:
         await conn.close()
+
+
+async def test_money_received_goes_to_the_source_with_the_most_still_to_come_after_returns(
+    client: Any, world: World, db_dsn: str
+) -> None:
+    """Money received with a fund's top-up reference is booked to the fund's source with
+    the most still to come. Budget returned to a source is no longer to come from it:
+    after 4,000,000 of the 6,000,000 from the Rijk went back, the gemeente's own means
+    (2,750,000) have more to come than the Rijk (2,000,000)."""
+    from reconciliation.model import Entry, TxDetail
+    from reconciliation.synth import build_camt053
+    from tests.api.test_statements_api import DAY, fund_reference, statement, xml
+
+    r = await client.post(
+        f"/v1/funds/{world.ids['kindpakket']}/returns",
+        headers=world.h("gemeente_finance"),
+        json={"source": "rijk-kinderarmoede", "amount": 4_000_000, "reason": "Rijksbijdrage verlaagd"},
+    )
+    assert r.status_code == 201, r.text
+    top_up = Entry(
+        index=0,
+        amount_cents=100_000,
+        credit_debit="CRDT",
+        booking_date=DAY,
+        value_date=DAY,
+        bank_reference="BANKREF-TOP-1",
+        details=(TxDetail(counterparty_name="Gemeente", structured_reference=await fund_reference(client, world)),),
+    )
+    r = await client.post("/v1/statements", content=build_camt053(statement([top_up])), headers=xml(world))
+    assert r.status_code == 200, r.text
+    assert r.json()["top_ups"] == 1
+    conn = await db.connect(db_dsn)
+    try:
+        rows = await conn.fetch("SELECT source, amount FROM top_ups")
+        assert [tuple(x) for x in rows] == [("eigen-middelen", 100_000)]
+    finally:
+        await conn.close()
