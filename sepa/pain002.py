@@ -8,7 +8,7 @@ never "paid": only the bank statement proves payment.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -32,7 +32,9 @@ MAX_ADDITIONAL_INFO = 105  # AddtlInf: Max105Text
 
 # Statuses (ExternalPaymentTransactionStatus1Code) that mean the bank took the
 # instruction on. None of them means the money arrived.
-ACCEPTED_STATUSES = frozenset({"ACTC", "ACCP", "ACSP", "ACSC", "ACWC", "ACCC", "ACFC", "ACWP"})
+ACCEPTED_STATUSES = frozenset({"ACTC", "ACCP", "ACSP", "ACSC", "ACWC", "ACCC", "ACFC", "ACWP", "ACIS"})
+# The money left the debtor's account (SCT Inst reports these per payment).
+SETTLED_STATUSES = frozenset({"ACSC", "ACCC"})
 REJECTED_STATUS = "RJCT"
 PENDING_STATUSES = frozenset({"PDNG", "RCVD"})
 
@@ -271,6 +273,196 @@ def parse_pain002(data: bytes, *, strict: bool = False) -> StatusReport:
 def _currency(tx: etree._Element, r: _Reader) -> str | None:
     amt = tx.find("p:OrgnlTxRef/p:Amt/p:InstdAmt", r.ns)
     return None if amt is None else amt.get("Ccy")
+
+
+# ---------------------------------------------------------------- reading against the file it answers
+
+
+class SentPayment(msgspec.Struct, frozen=True, kw_only=True):
+    """One transaction of the pain.001 a report answers, as we sent it."""
+
+    end_to_end_id: str
+    amount_cents: int
+
+
+class SentBlock(msgspec.Struct, frozen=True, kw_only=True):
+    """One payment block (PmtInf) of the pain.001 a report answers, as we sent it."""
+
+    pmt_inf_id: str
+    payments: tuple[SentPayment, ...]
+
+
+Outcome = Literal["rejected", "accepted", "pending"]
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """What a report says about one payment.
+
+    ``reason_code`` is the reason to show: the transaction's own, else its
+    block's, else the group's. ``own_reason_code`` is only the one given for
+    the transaction itself: a reason given for a block (one debtor account)
+    or the whole file is about the debtor side, so only this one may say the
+    creditor's account is wrong (``is_account_error``).
+    """
+
+    outcome: Outcome
+    status: str
+    reason_code: str | None = None
+    reason_info: str | None = None
+    own_reason_code: str | None = None
+
+
+class Reading(msgspec.Struct, frozen=True, kw_only=True):
+    # by EndToEndId; a payment the report says nothing about is not here
+    verdicts: dict[str, Verdict]
+    # why the report does not describe the file; when there is any, apply none of it
+    mismatches: tuple[str, ...]
+
+
+def first_reason(reasons: Iterable[StatusReason]) -> tuple[str | None, str | None]:
+    """The first reason code (Cd, else Prtry) of any StsRsnInf, and all their texts.
+
+    StsRsnInf repeats, and the first one need not carry the code: a bank may
+    lead with a text-only one.
+    """
+    reasons = tuple(reasons)
+    code = next((r.code or r.proprietary for r in reasons if r.code or r.proprietary), None)
+    info = "; ".join(a for r in reasons for a in r.additional_info) or None
+    return code, info
+
+
+def _outcome(status: str | None) -> Outcome | None:
+    """None: the status says nothing about the payment itself (absent, or a code we do not act on)."""
+    if status == REJECTED_STATUS:
+        return "rejected"
+    if status in ACCEPTED_STATUSES or status == "PART":
+        return "accepted"
+    if status in PENDING_STATUSES:
+        return "pending"
+    return None
+
+
+def read_against(report: StatusReport, blocks: Sequence[SentBlock]) -> Reading:
+    """What ``report`` says about each payment of the file made of ``blocks``,
+    and every way in which it does not fit that file.
+
+    Group status applies to every payment of the file, a block status
+    (PmtInfSts) to the payments of that block only, a transaction status to
+    the one payment it names, looked up in the block the report puts it
+    under. The more specific status wins, with two exceptions that make the
+    report contradict itself (a mismatch): a transaction or block accepted or
+    pending inside a group or block the same report rejects, and one payment
+    given two different statuses. RJCT is final; PART at group or block level
+    means "some rejected": the payments it does not list otherwise are
+    accepted (banks often list only the rejections). PDNG/RCVD change nothing.
+
+    Mismatches: the report's OrgnlNbOfTxs / OrgnlCtrlSum (group or block) are
+    not the file's, a block or transaction is not in the file (or not in the
+    block named), or a transaction's original amount or currency is not the
+    one sent. A caller must refuse such a report as a whole: applying the part
+    that fits would act on a report that is about something else.
+    """
+    mismatches: list[str] = []
+    by_block = {b.pmt_inf_id: b for b in blocks}
+    block_of = {p.end_to_end_id: b.pmt_inf_id for b in blocks for p in b.payments}
+    all_payments = [p for b in blocks for p in b.payments]
+
+    def check_totals(where: str, count: int | None, ctrl_sum: int | None, payments: Sequence[SentPayment]) -> None:
+        if count is not None and count != len(payments):
+            mismatches.append(f"{where}: OrgnlNbOfTxs is {count}, the file has {len(payments)}")
+        if ctrl_sum is not None and ctrl_sum != sum(p.amount_cents for p in payments):
+            mismatches.append(
+                f"{where}: OrgnlCtrlSum is {format_decimal(ctrl_sum)}, the file has "
+                f"{format_decimal(sum(p.amount_cents for p in payments))}"
+            )
+
+    check_totals("group", report.original_count, report.original_ctrl_sum_cents, all_payments)
+    gcode, ginfo = first_reason(report.group_reasons)
+    group_outcome = _outcome(report.group_status)
+
+    # Most general first; each level may overwrite what the one above said.
+    verdicts: dict[str, Verdict] = {}
+    if group_outcome == "rejected":
+        for p in all_payments:
+            verdicts[p.end_to_end_id] = Verdict(
+                outcome="rejected", status=REJECTED_STATUS, reason_code=gcode, reason_info=ginfo
+            )
+    explicit: dict[str, str] = {}  # EndToEndId -> the status a transaction entry gave it
+    for bs in report.blocks:
+        sent = by_block.get(bs.original_pmt_inf_id)
+        where = f"block {bs.original_pmt_inf_id}"
+        if sent is None:
+            mismatches.append(f"{where} is not in the file")
+            continue
+        check_totals(where, bs.original_count, bs.original_ctrl_sum_cents, sent.payments)
+        bcode, binfo = first_reason(bs.reasons)
+        block_outcome = _outcome(bs.status)
+        if group_outcome == "rejected" and bs.status is not None and block_outcome != "rejected":
+            mismatches.append(f"{where} is {bs.status} in a file the report rejects as a whole (GrpSts RJCT)")
+        if block_outcome == "rejected":
+            for p in sent.payments:
+                verdicts[p.end_to_end_id] = Verdict(
+                    outcome="rejected",
+                    status=REJECTED_STATUS,
+                    reason_code=bcode or gcode,
+                    reason_info=binfo or ginfo,
+                )
+        elif block_outcome == "accepted" and group_outcome != "rejected":
+            for p in sent.payments:
+                verdicts.setdefault(p.end_to_end_id, Verdict(outcome="accepted", status=str(bs.status)))
+        members = {p.end_to_end_id: p for p in sent.payments}
+        for tx in bs.transactions:
+            named = tx.original_end_to_end_id or tx.original_instruction_id
+            if named is None:
+                mismatches.append(f"{where}: a transaction status names no EndToEndId or InstrId")
+                continue
+            payment = members.get(named)
+            if payment is None:
+                elsewhere = block_of.get(named)
+                mismatches.append(
+                    f"transaction {named} is not in {where}"
+                    + (f" (it is in block {elsewhere})" if elsewhere else " nor anywhere in the file")
+                )
+                continue
+            if tx.original_instruction_id is not None and tx.original_instruction_id != named:
+                # we send InstrId = EndToEndId: two different ones name two payments
+                mismatches.append(
+                    f"transaction {named}: OrgnlInstrId {tx.original_instruction_id} names another payment"
+                )
+            if tx.original_amount_cents is not None and tx.original_amount_cents != payment.amount_cents:
+                mismatches.append(
+                    f"transaction {named}: original amount {format_decimal(tx.original_amount_cents)}, "
+                    f"sent {format_decimal(payment.amount_cents)}"
+                )
+            if tx.original_currency is not None and tx.original_currency != EUR:
+                mismatches.append(f"transaction {named}: original currency {tx.original_currency}, sent {EUR}")
+            status = tx.status or ""
+            earlier = explicit.setdefault(named, status)
+            if earlier != status:
+                shown = (earlier or "without status", status or "without status")
+                mismatches.append(f"transaction {named} is both {shown[0]} and {shown[1]}")
+            tx_outcome = _outcome(tx.status)
+            if tx_outcome is None:
+                continue
+            if tx_outcome != "rejected" and (block_outcome == "rejected" or group_outcome == "rejected"):
+                level = "block" if block_outcome == "rejected" else "file"
+                mismatches.append(f"transaction {named} is {tx.status} in a {level} the report rejects")
+                continue
+            tcode, tinfo = first_reason(tx.reasons)
+            if tx_outcome == "rejected":
+                verdicts[named] = Verdict(
+                    outcome="rejected",
+                    status=REJECTED_STATUS,
+                    reason_code=tcode or bcode or gcode,
+                    reason_info=tinfo,
+                    own_reason_code=tcode,
+                )
+            else:
+                verdicts[named] = Verdict(outcome=tx_outcome, status=str(tx.status))
+    if group_outcome == "accepted":
+        for p in all_payments:
+            verdicts.setdefault(p.end_to_end_id, Verdict(outcome="accepted", status=str(report.group_status)))
+    return Reading(verdicts=verdicts, mismatches=tuple(mismatches))
 
 
 # ---------------------------------------------------------------- writing (for tests and demos)

@@ -441,8 +441,6 @@ def payouts_import_status(ctx: click.Context, file: Path) -> None:
     for x in r.rejected:
         blocked = "; bank details blocked" if x.bank_details_blocked else ""
         click.echo(f"  rejected {x.end_to_end_id}: {x.amount} cents, reason {x.reason_code}{blocked}")
-    for u in r.unknown:
-        click.echo(f"  not in the file: {u}")
     for c in r.conflicts:
         click.echo(f"  conflict: {c}")
 

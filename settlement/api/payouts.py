@@ -187,7 +187,12 @@ class PayoutController(Controller):
         summary="Import a pain.002 status report (the XML file as the raw request body)",
         description="Rejected transactions go back to payable (in_transit -> payable) and the payment is marked "
         "rejected with its reason; an account error (AC01, AC04, ...) blocks the supplier's bank details. "
-        "ACTC/ACCP mean accepted for processing, never paid. The same file twice changes nothing "
+        "ACTC/ACCP mean accepted for processing, never paid. A group status applies to the whole file, a "
+        "block status (PmtInfSts) to the payments of the block its OrgnlPmtInfId names, a transaction status to "
+        "the payment it names within that block; PDNG changes nothing. A report that does not fit the file "
+        "(OrgnlNbOfTxs/OrgnlCtrlSum of group or block, a block or payment not in the file or not in the named "
+        "block, another original amount, contradicting statuses) is refused whole: 422 "
+        "`status_report_does_not_match` with `mismatches`, nothing applied. The same file twice changes nothing "
         "(the first answer comes back with `duplicate: true`).",
         status_code=200,
     )

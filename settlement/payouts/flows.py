@@ -36,12 +36,16 @@ from sepa import (
     Party,
     Payment,
     PaymentBlock,
+    SentBlock,
+    SentPayment,
     SepaError,
     build_pain001,
     is_account_error,
     parse_pain002,
+    read_against,
     split_payments,
 )
+from sepa.pain002 import SETTLED_STATUSES
 from sepa.rules import INSTANT_MAX_CENTS, SCT_MAX_CENTS, build_remittance, end_to_end_id, execution_date
 from settlement import audit, chart
 from settlement.auth import Actor
@@ -61,10 +65,8 @@ from settlement.sponsors.flows import sponsor_scope
 from settlement.suppliers import flows as suppliers
 
 MAX_LIST = 500
-# pain.002 codes that mean "accepted for processing" at some stage. None of
-# them means paid: only the bank statement proves that.
-POSITIVE_STATUSES = frozenset({"ACTC", "ACCP", "ACSP", "ACSC", "ACWC", "ACWP", "ACFC", "ACIS", "PART"})
-REJECTED = "RJCT"
+# A status report that does not fit its file lists why; the first this many reasons are shown.
+MAX_MISMATCHES_SHOWN = 50
 
 READ_ROLES = ("sponsor_finance", "sponsor_approver", "auditor")
 WRITE_ROLES = ("sponsor_finance", "sponsor_approver")
@@ -877,20 +879,8 @@ class StatusImport(msgspec.Struct, frozen=True, kw_only=True):
     accepted: int  # payments newly marked accepted (for processing: not paid)
     rejected: list[RejectedPayment]
     unchanged: int
-    unknown: list[str]  # ids in the report that are not in the file
     conflicts: list[str]  # e.g. a rejection for a payment already booked
     duplicate: bool = False
-
-
-def _reason(reasons: Sequence[Any]) -> tuple[str | None, str | None]:
-    """The first reason code (Cd, else Prtry) of any StsRsnInf, and all their texts.
-
-    StsRsnInf repeats, and the first one need not carry the code: a bank may
-    lead with a text-only one.
-    """
-    code = next((r.code or r.proprietary for r in reasons if r.code or r.proprietary), None)
-    info = "; ".join(a for r in reasons for a in r.additional_info) or None
-    return code, info
 
 
 async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, max_bytes: int) -> StatusImport:
@@ -928,46 +918,22 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
 
     run = await _run_row(conn, f["run_id"], None, lock=True)
     pays = await conn.fetch("SELECT * FROM payments WHERE file_id = $1 ORDER BY seq FOR UPDATE", f["id"])
-    by_e2e = {p["end_to_end_id"]: p for p in pays}
-    by_block: dict[str, list[Any]] = defaultdict(list)
+    blocks: dict[str, list[SentPayment]] = defaultdict(list)
     for p in pays:
-        by_block[p["pmt_inf_id"]].append(p)
-
-    # Per payment: status, the reason shown (its own, else its block's or the
-    # group's), and the reason the bank gave for this transaction itself. Only
-    # that last one may block the supplier's bank details: a block (PmtInf)
-    # or group rejection is about the debtor side, e.g. the sponsor's own
-    # account closed, and says nothing about any supplier's account.
-    decision: dict[int, tuple[str, str | None, str | None, str | None]] = {}
-    unknown: list[str] = []
-    gcode, ginfo = _reason(report.group_reasons)
-    if report.group_status == REJECTED:
-        for p in pays:
-            decision[p["id"]] = (REJECTED, gcode, ginfo, None)
-    for block in report.blocks:
-        members = by_block.get(block.original_pmt_inf_id)
-        if members is None:
-            unknown.append(block.original_pmt_inf_id)
-            members = []
-        bcode, binfo = _reason(block.reasons)
-        for p in members:
-            if block.status == REJECTED:
-                decision[p["id"]] = (REJECTED, bcode or gcode, binfo or ginfo, None)
-            elif block.status in POSITIVE_STATUSES and p["id"] not in decision:
-                decision[p["id"]] = ("ACCP", None, None, None)
-        for tx in block.transactions:
-            p = by_e2e.get(tx.original_end_to_end_id or "") or by_e2e.get(tx.original_instruction_id or "")
-            if p is None:
-                unknown.append(tx.original_end_to_end_id or tx.original_instruction_id or "?")
-                continue
-            tcode, tinfo = _reason(tx.reasons)
-            if tx.status == REJECTED:
-                decision[p["id"]] = (REJECTED, tcode or bcode or gcode, tinfo, tcode)
-            elif tx.status in POSITIVE_STATUSES:
-                decision[p["id"]] = ("ACCP", None, None, None)
-    if report.group_status in POSITIVE_STATUSES:
-        for p in pays:
-            decision.setdefault(p["id"], ("ACCP", None, None, None))
+        blocks[p["pmt_inf_id"]].append(SentPayment(end_to_end_id=p["end_to_end_id"], amount_cents=p["amount"]))
+    reading = read_against(report, [SentBlock(pmt_inf_id=k, payments=tuple(v)) for k, v in blocks.items()])
+    if reading.mismatches:
+        # A report that does not describe the file (other counts or totals, a block
+        # or payment the file does not have, or statuses that contradict each other)
+        # is about something else, or damaged: none of it is applied, not even the
+        # part that fits, and it is not kept, so the bank's corrected one goes in.
+        raise ValidationFailed(
+            f"the report does not fit payout file {report.original_msg_id} ({len(reading.mismatches)} "
+            "mismatch(es)); nothing was applied: ask the bank for the right report",
+            code="status_report_does_not_match",
+            mismatches=list(reading.mismatches[:MAX_MISMATCHES_SHOWN]),
+            errors=[{"field": "report", "message": m} for m in reading.mismatches[:MAX_MISMATCHES_SHOWN]],
+        )
 
     debtor = await conn.fetchrow(
         "SELECT d.in_transit_account_id, s.ledger_id FROM debtor_accounts d JOIN sponsors s "
@@ -979,20 +945,27 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
     conflicts: list[str] = []
     unchanged = 0
     for p in pays:
-        verdict = decision.get(p["id"])
-        if verdict is None:
+        verdict = reading.verdicts.get(p["end_to_end_id"])
+        if verdict is None or verdict.outcome == "pending":
             unchanged += 1
             continue
-        status, code, info, own_code = verdict
-        if status == REJECTED:
+        if verdict.outcome == "rejected":
             if p["state"] in ("sent", "accepted"):
-                rejected.append((p, code, info, own_code))
+                rejected.append((p, verdict.reason_code, verdict.reason_info, verdict.own_reason_code))
             elif p["state"] == "rejected":
                 unchanged += 1
             else:
                 conflicts.append(f"{p['end_to_end_id']}: rejected by the bank but already {p['state']}")
         elif p["state"] == "sent":
             accepted_ids.append(p["id"])
+        elif p["state"] == "rejected" and verdict.status in SETTLED_STATUSES:
+            # An earlier report rejected it and its money is payable again; this one
+            # says it was executed. Paying it again would pay the supplier twice.
+            conflicts.append(
+                f"{p['end_to_end_id']}: the bank reports it {verdict.status} (executed), but an earlier report "
+                "rejected it and its lines are payable again; check with the bank before paying it again"
+            )
+            unchanged += 1
         else:
             unchanged += 1
 
@@ -1076,7 +1049,6 @@ async def import_status_report(conn: Any, actor: Actor | str, data: bytes, *, ma
         accepted=len(accepted_ids),
         rejected=out_rejected,
         unchanged=unchanged,
-        unknown=unknown,
         conflicts=conflicts,
     )
     await conn.execute(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sepa import pain002
 from sepa.errors import MalformedXml, SchemaInvalid, SepaError, UnsupportedMessage
@@ -235,3 +237,103 @@ def test_strict_mode_validates_against_the_xsd() -> None:
     assert next(parse_pain002(data).transactions()).status == "RVNM"  # lenient by default
     with pytest.raises(SchemaInvalid):
         parse_pain002(data, strict=True)
+
+
+# ---------------------------------------------------------------- reading a report against its file
+
+
+def _sent(f: CreditTransferFile) -> list[pain002.SentBlock]:
+    return [
+        pain002.SentBlock(
+            pmt_inf_id=b.pmt_inf_id,
+            payments=tuple(
+                pain002.SentPayment(end_to_end_id=p.end_to_end_id, amount_cents=p.amount_cents) for p in b.payments
+            ),
+        )
+        for b in f.blocks
+    ]
+
+
+@st.composite
+def _files_and_rejections(draw: st.DrawFn) -> tuple[CreditTransferFile, list[Rejection], bool, str]:
+    sizes = draw(st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=3))
+    seq = 0
+    blocks = []
+    for bi, n in enumerate(sizes):
+        pays = []
+        for _ in range(n):
+            seq += 1
+            pays.append(payment(seq, draw(st.integers(min_value=1, max_value=10**9))))
+        blocks.append(block(*pays, pmt_inf_id=f"P2026112201-B{bi + 1}"))
+    f = ctf(*blocks)
+    e2es = [p.end_to_end_id for b in f.blocks for p in b.payments]
+    chosen = draw(st.lists(st.sampled_from(e2es), unique=True))
+    codes = st.sampled_from(["AC04", "AM04", "AC02"])
+    rejections = [Rejection(end_to_end_id=e, reason_code=draw(codes)) for e in chosen]
+    return f, rejections, draw(st.booleans()), draw(st.sampled_from(["ACCP", "ACTC", "ACSC"]))
+
+
+@given(_files_and_rejections(), st.sampled_from(VERSIONS))
+@settings(max_examples=60, deadline=None)
+def test_a_banks_report_reads_back_as_what_it_says(
+    case: tuple[CreditTransferFile, list[Rejection], bool, str], version: str
+) -> None:
+    """parse(build(x)) read against the file: no mismatch, exactly the rejected
+    payments rejected with their own reason, every other one accepted."""
+    f, rejections, report_accepted, accepted_status = case
+    data = build_pain002(
+        f,
+        msg_id="B1",
+        created_at=ANSWERED,
+        version=version,  # type: ignore[arg-type]
+        rejections=rejections,
+        report_accepted=report_accepted,
+        accepted_status=accepted_status,
+    )
+    reading = pain002.read_against(parse_pain002(data), _sent(f))
+    assert reading.mismatches == ()
+    reasons = {r.end_to_end_id: r.reason_code for r in rejections}
+    for e2e, verdict in reading.verdicts.items():
+        if e2e in reasons:
+            code = reasons[e2e]
+            assert (verdict.outcome, verdict.reason_code, verdict.own_reason_code) == ("rejected", code, code)
+        else:
+            assert verdict.outcome == "accepted"
+    assert set(reading.verdicts) == {p.end_to_end_id for b in f.blocks for p in b.payments}
+
+
+def test_a_block_status_covers_its_block_only() -> None:
+    f = _file()
+    report = pain002.StatusReport(
+        version="pain.002.001.10",
+        msg_id="B1",
+        created_at=None,
+        original_msg_id=f.msg_id,
+        original_msg_name_id=f.version,
+        group_status=None,
+        blocks=(
+            pain002.PaymentBlockStatus(
+                original_pmt_inf_id="P2026112201-B2",
+                status="RJCT",
+                reasons=(pain002.StatusReason(code="AC04"),),
+            ),
+        ),
+    )
+    reading = pain002.read_against(report, _sent(f))
+    assert reading.mismatches == ()
+    # the block's reason is shown, but it is not the transaction's own: it blocks no creditor
+    assert {e: (v.outcome, v.reason_code, v.own_reason_code) for e, v in reading.verdicts.items()} == {
+        "P2026112201-000003": ("rejected", "AC04", None)
+    }
+
+
+def test_a_report_without_counts_or_transactions_is_checked_for_what_it_has() -> None:
+    f = _file()
+    reading = pain002.read_against(parse_pain002(_report("pain.002.001.10", [])), _sent(f))
+    assert reading.mismatches == ()
+    other = ctf(block(payment(1, 12_50, BIKE_SHOP)))
+    reading = pain002.read_against(parse_pain002(_report("pain.002.001.10", [])), _sent(other))
+    assert reading.mismatches == (
+        "group: OrgnlNbOfTxs is 3, the file has 1",
+        "group: OrgnlCtrlSum is 43.49, the file has 12.50",
+    )
