@@ -190,6 +190,7 @@ class _Balance:
 class _Header:
     statement_id: str | None = None
     sequence: int | None = None
+    legal_sequence: int | None = None
     created_at: datetime | None = None
     to_date: date | None = None
     iban: str | None = None
@@ -214,6 +215,7 @@ class _Reader:
         self.CREDTTM = q + "CreDtTm"
         self.ID = q + "Id"
         self.ELSEQ = q + "ElctrncSeqNb"
+        self.LGLSEQ = q + "LglSeqNb"
         self.FRTODT = q + "FrToDt"
         self.TODTTM = q + "ToDtTm"
         self.ACCT = q + "Acct"
@@ -251,10 +253,9 @@ class _Reader:
             if t == self.ID:
                 h.statement_id = _text(c)
             elif t == self.ELSEQ:
-                seq = _text(c) or ""
-                if not (seq.isascii() and seq.isdigit() and len(seq) <= 18):
-                    raise InvalidStatement(f"ElctrncSeqNb is not a number: {seq[:40]!r}")
-                h.sequence = int(seq)
+                h.sequence = _sequence_number(c, "ElctrncSeqNb")
+            elif t == self.LGLSEQ:
+                h.legal_sequence = _sequence_number(c, "LglSeqNb")
             elif t == self.CREDTTM:
                 created = _text(c)
                 h.created_at = None if created is None else _datetime(created, "statement CreDtTm")
@@ -721,6 +722,7 @@ def _statement(
         message_id=msg_id,
         statement_id=h.statement_id,
         electronic_sequence=h.sequence,
+        legal_sequence=h.legal_sequence,
         account_iban=iban,
         currency=currency,
         created_at=created,
@@ -729,6 +731,14 @@ def _statement(
         statement_date=statement_date,
         entries=entries,
     )
+
+
+def _sequence_number(el: etree._Element, what: str) -> int:
+    # ISO Number with no fraction, at most 18 digits; a sign or decimals make no statement number
+    seq = _text(el) or ""
+    if not (seq.isascii() and seq.isdigit() and len(seq) <= 18):
+        raise InvalidStatement(f"{what} is not a number: {seq[:40]!r}")
+    return int(seq)
 
 
 def _account_iban(text: str, what: str) -> str:

@@ -156,6 +156,7 @@ class Statement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     message_id: str  # GrpHdr/MsgId; MT940 :20:
     statement_id: str  # Stmt/Id or Ntfctn/Id; MT940 :28C:
     electronic_sequence: int | None = None  # ElctrncSeqNb
+    legal_sequence: int | None = None  # LglSeqNb (MT940's :28C: stays in statement_id)
     account_iban: str
     currency: str
     created_at: datetime | None = None  # Stmt (else GrpHdr) CreDtTm; MT940 has none

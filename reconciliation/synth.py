@@ -18,8 +18,9 @@ every field the format carries:
   if it is an MT940 type, else ``NTRF``), both references and the batch
   PmtInfId; per entry at most one detail: EndToEndId, InstrId, counterparty,
   remittance or structured reference, return reason. Not: ``created_at``,
-  ``electronic_sequence``, ISO transaction codes, batch count / total /
-  MsgId, detail amounts, ``additional_info``, status (always BOOK).
+  ``electronic_sequence``, ``legal_sequence`` (its number is in ``:28C:``),
+  ISO transaction codes, batch count / total / MsgId, detail amounts,
+  ``additional_info``, status (always BOOK).
 
 Text is XML-escaped; values are not shortened: one that breaks the XSD
 (an EndToEndId over 35 characters) is a ``SchemaInvalid`` on validation.
@@ -174,6 +175,8 @@ def _build_camt(s: Statement, version: str, *, statement: bool, validate: bool) 
     ]
     if s.electronic_sequence is not None:
         out.append(f"<ElctrncSeqNb>{s.electronic_sequence}</ElctrncSeqNb>")
+    if s.legal_sequence is not None:
+        out.append(f"<LglSeqNb>{s.legal_sequence}</LglSeqNb>")
     day = s.statement_date.isoformat()
     out.append(
         f"<CreDtTm>{created}</CreDtTm><FrToDt><FrDtTm>{day}T00:00:00</FrDtTm><ToDtTm>{day}T23:59:59</ToDtTm></FrToDt>"

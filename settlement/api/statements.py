@@ -51,8 +51,12 @@ class StatementController(Controller):
         "PmtInfId with count and total, returns, fund top-up references; the rest waits in the exceptions queue. The "
         "answer gives, per statement, the ledger's bank balance at the statement date and its difference from the "
         "closing balance. Day statements go in date order, each opening where the last one imported for the account "
-        "closed (409 `statement_out_of_order`, 409 `statement_gap`: a statement in between is missing); the same "
-        "statement id and date again with other content (a corrected statement) is 409 `statement_differs`. Size "
+        "closed (409 `statement_out_of_order`, 409 `statement_gap`: a statement in between is missing) and, where "
+        "the bank numbers its statements (camt.053 LglSeqNb/ElctrncSeqNb, MT940 :28C:) and the account's statements "
+        "have shown the number counting one by one, with the next number (a skipped number is a `statement_gap` "
+        "even when the balances meet; a new year may restart at 1 or YY001; numbers that are 0 or a date are no "
+        "counter). The same statement id, or the same number, and date again with other content (a corrected "
+        "statement) is 409 `statement_differs`. camt.054 is no day statement and never part of that order. Size "
         "limit: SETTLEMENT_MAX_UPLOAD_BYTES (413 beyond it).",
         status_code=200,
     )

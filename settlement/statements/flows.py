@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 
 from ledger.model import MAX_TRANSFERS_PER_ENTRY, EntrySpec, TransferSpec, new_entry_id
+from reconciliation import sequence
 from reconciliation.errors import ReconciliationError
 from reconciliation.match import (
     ExpectedBlock,
@@ -58,6 +59,9 @@ from settlement.suppliers import flows as suppliers
 MAX_LIST = 500
 OPENING_SOURCE = "opening_balance"
 SUGGESTION_WINDOW_DAYS = 5
+# How many of an account's latest day statements the sequence check reads: a numbering
+# whose last step lies further back (a legal number unchanged for weeks) is not trusted.
+SEQUENCE_WINDOW = 32
 
 
 class StatementSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -225,69 +229,48 @@ _ENTRY_COLUMNS = (
 async def _import_one(
     conn: Any, actor: Actor | str, st: Statement, acct: Any, st_sha: str, file_id: int
 ) -> tuple[int, dict[str, Any]]:
-    if st.opening_balance_cents is not None:
-        last = await conn.fetchrow(
-            "SELECT statement_id, statement_date, closing_balance FROM statements WHERE debtor_account_id = $1 "
-            "AND opening_balance IS NOT NULL ORDER BY statement_date DESC, id DESC LIMIT 1",
-            acct["id"],
-        )
-        if last is not None and last["statement_date"] > st.statement_date:
-            # its entries are inside the later statement's opening balance already
-            raise Conflict(
-                f"statement {st.statement_id} of {st.statement_date} is older than the statement of "
-                f"{last['statement_date']} already imported for {st.account_iban}; import day statements in date order",
-                code="statement_out_of_order",
-            )
-        if (
-            last is not None
-            and last["statement_date"] < st.statement_date
-            and last["closing_balance"] is not None
-            and last["closing_balance"] != st.opening_balance_cents
-        ):
-            # A statement in between is missing: once this one is in, the missing
-            # one would be refused as out of order and its entries never booked.
-            raise Conflict(
-                f"statement {st.statement_id} of {st.statement_date} opens at {st.opening_balance_cents} cents, but "
-                f"the last statement imported for {st.account_iban} ({last['statement_id']} of "
-                f"{last['statement_date']}) closed at {last['closing_balance']}: a statement in between is missing; "
-                "import it first",
-                code="statement_gap",
-            )
+    numbers = sequence.numbering(st)
     fingerprints = st.fingerprints()
     content_sha = None
     if st.opening_balance_cents is not None:
+        await _check_day_statement(conn, st, acct, numbers)
         content_sha = hashlib.sha256(
             "\x1f".join((str(st.opening_balance_cents), str(st.closing_balance_cents), *fingerprints)).encode()
         ).hexdigest()
-        # A day statement says what the account did that day once: the same id and
-        # date with other content is a bank's correction, whose differences would
-        # be booked on top of the first (and its dropped entries kept).
-        before = await conn.fetch(
-            "SELECT content_sha256 FROM statements WHERE debtor_account_id = $1 AND kind = $2 AND statement_id = $3 "
-            "AND statement_date = $4 AND content_sha256 IS NOT NULL",
+        # A day statement says what the account did that day once: the same id, or the
+        # same number in the bank's series, and date with other content is a bank's
+        # correction, whose differences would be booked on top of the first (and its
+        # dropped entries kept).
+        same_day = await conn.fetch(
+            "SELECT statement_id, kind, statement_date, bank_created_at, legal_sequence, electronic_sequence, "
+            "sequence_page, content_sha256 FROM statements WHERE debtor_account_id = $1 AND kind = $2 "
+            "AND statement_date = $3 AND content_sha256 IS NOT NULL",
             acct["id"],
             st.kind,
-            st.statement_id,
             st.statement_date,
         )
+        before = [
+            r for r in same_day if r["statement_id"] == st.statement_id or sequence.same_number(_numbering(r), numbers)
+        ]
         if before and all(r["content_sha256"] != content_sha for r in before):
             raise Conflict(
-                f"statement {st.statement_id} of {st.statement_date} for {st.account_iban} was imported already with "
-                "other balances or entries; a corrected statement is not booked over the first, nothing was imported",
+                f"statement {st.statement_id} of {st.statement_date} for {st.account_iban} was imported already "
+                f"(as {', '.join(sorted({r['statement_id'] for r in before}))}) with other balances or entries; a "
+                "corrected statement is not booked over the first, nothing was imported",
                 code="statement_differs",
             )
     sid = await conn.fetchval(
         "INSERT INTO statements (sponsor_id, debtor_account_id, file_id, kind, message_id, statement_id, "
         "electronic_sequence, account_iban, statement_date, opening_balance, closing_balance, entries, entries_new, "
-        "entries_duplicate, sha256, imported_by, content_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-        "$12, 0, 0, $13, $14, $15) RETURNING id",
+        "entries_duplicate, sha256, imported_by, content_sha256, legal_sequence, sequence_page, bank_created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, 0, $13, $14, $15, $16, $17, $18) RETURNING id",
         acct["sponsor_id"],
         acct["id"],
         file_id,
         st.kind,
         st.message_id,
         st.statement_id,
-        st.electronic_sequence,
+        numbers.electronic,
         st.account_iban,
         st.statement_date,
         st.opening_balance_cents,
@@ -296,6 +279,9 @@ async def _import_one(
         st_sha,
         _label(actor),
         content_sha,
+        numbers.legal,
+        numbers.page,
+        st.created_at,
     )
     # A notification of something pending is not kept: the booking comes later.
     booked = [(e, fp) for e, fp in zip(st.entries, fingerprints, strict=True) if e.is_booked]
@@ -409,6 +395,66 @@ async def _import_one(
         },
     )
     return sid, counts
+
+
+def _numbering(r: Any) -> sequence.Numbering:
+    created = r["bank_created_at"]
+    return sequence.Numbering(
+        kind=r["kind"],
+        statement_date=r["statement_date"],
+        created_on=None if created is None else created.date(),
+        legal=r["legal_sequence"],
+        electronic=r["electronic_sequence"],
+        page=r["sequence_page"],
+    )
+
+
+async def _check_day_statement(conn: Any, st: Statement, acct: Any, numbers: sequence.Numbering) -> None:
+    """A day statement continues the account's series of day statements: not older than the
+    last one (``statement_out_of_order``), opening where it closed, and numbered next where the
+    bank numbers its statements (``statement_gap``). camt.054 notifications carry no balances
+    and are never part of the series."""
+    history = await conn.fetch(
+        "SELECT statement_id, kind, statement_date, bank_created_at, legal_sequence, electronic_sequence, "
+        "sequence_page, closing_balance FROM statements WHERE debtor_account_id = $1 AND opening_balance IS NOT NULL "
+        "ORDER BY statement_date DESC, id DESC LIMIT $2",
+        acct["id"],
+        SEQUENCE_WINDOW,
+    )
+    if not history:
+        return
+    last = history[0]
+    if last["statement_date"] > st.statement_date:
+        # its entries are inside the later statement's opening balance already
+        raise Conflict(
+            f"statement {st.statement_id} of {st.statement_date} is older than the statement of "
+            f"{last['statement_date']} already imported for {st.account_iban}; import day statements in date order",
+            code="statement_out_of_order",
+        )
+    if (
+        last["statement_date"] < st.statement_date
+        and last["closing_balance"] is not None
+        and last["closing_balance"] != st.opening_balance_cents
+    ):
+        # A statement in between is missing: once this one is in, the missing
+        # one would be refused as out of order and its entries never booked.
+        raise Conflict(
+            f"statement {st.statement_id} of {st.statement_date} opens at {st.opening_balance_cents} cents, but "
+            f"the last statement imported for {st.account_iban} ({last['statement_id']} of "
+            f"{last['statement_date']}) closed at {last['closing_balance']}: a statement in between is missing; "
+            "import it first",
+            code="statement_gap",
+        )
+    skipped = sequence.gap([_numbering(r) for r in history], numbers)
+    if skipped is not None:
+        # The balances may meet across a missing statement (its lines offset each
+        # other); the bank's numbering still shows it, and its lines must be booked.
+        raise Conflict(
+            f"statement {st.statement_id} of {st.statement_date} is number {skipped.new} ({skipped.field}), but the "
+            f"last statement imported for {st.account_iban} ({last['statement_id']} of {last['statement_date']}) "
+            f"is number {skipped.last}: statement {skipped.expected} is missing; import it first",
+            code="statement_gap",
+        )
 
 
 async def bank_balance(conn: Any, bank_account_id: int, on: date) -> int:

@@ -50,6 +50,17 @@ def test_camt053_round_trip(version: str) -> None:
     assert parse_camt(data) == [s]
 
 
+@pytest.mark.parametrize("version", V053)
+def test_both_statement_numbers_round_trip(version: str) -> None:
+    """LglSeqNb (the legal statement number) beside ElctrncSeqNb, up to the 18 digits of an ISO Number."""
+    s = msgspec.structs.replace(payout_day(), electronic_sequence=10**17 + 327, legal_sequence=26_327)
+    data = _camt053(version, s)
+    assert b"<LglSeqNb>26327</LglSeqNb>" in data
+    assert parse_camt(data) == [s]
+    with pytest.raises(InvalidStatement, match="LglSeqNb is not a number: '-3'"):
+        parse_camt(data.replace(b"<LglSeqNb>26327<", b"<LglSeqNb>-3<"))
+
+
 @pytest.mark.parametrize("version", V054)
 def test_camt054_round_trip_without_balances(version: str) -> None:
     s = _no_balances(payout_day())
