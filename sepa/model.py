@@ -21,8 +21,9 @@ DEFAULT_PAIN001_VERSION: Pain001Version = "pain.001.001.09"
 class Party(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     iban: str
-    # None when unknown: SEPA has been IBAN-only since 2016, the file then says
-    # NOTPROVIDED for the debtor agent and leaves the creditor agent out.
+    # None when unknown: SEPA has been IBAN-only inside the EEA since 2016, the file
+    # then says NOTPROVIDED for the debtor agent (both XSDs require one) and leaves
+    # the creditor agent out (both make it optional).
     bic: str | None = None
 
 
@@ -46,6 +47,10 @@ class PaymentBlock(msgspec.Struct, frozen=True, kw_only=True):
     # True: the sponsor sees one debit line per block on its statement, which
     # reconciliation matches by PmtInfId + count + total.
     batch_booking: bool = True
+    # True: the debtor's bank prefers IBAN-only files. Inside the EEA a SEPA credit
+    # transfer needs no BIC since 2016; the creditor agent is then left out even when
+    # the BIC is known (rules.needs_creditor_bic: not for SEPA countries outside it).
+    iban_only: bool = False
     payments: tuple[Payment, ...] = ()
 
 

@@ -45,6 +45,7 @@ from sepa.rules import (
     epc_name,
     identifier_problems,
     is_target2_business_day,
+    needs_creditor_bic,
     structured_ref_issuer,
     to_epc,
 )
@@ -261,7 +262,10 @@ def _block(w: _Writer, parent: etree._Element, block: PaymentBlock) -> None:
         w.sub(pid, "InstrId", p.end_to_end_id)
         w.sub(pid, "EndToEndId", p.end_to_end_id)
         w.path(tx, "Amt/InstdAmt", format_decimal(p.amount_cents)).set("Ccy", EUR)
-        if p.creditor.bic is not None:
+        # IBAN-only: the creditor's bank is found from the IBAN (both XSDs make CdtrAgt
+        # optional, so it is left out, never NOTPROVIDED), except where the scheme
+        # still needs the BIC: a creditor outside the EEA.
+        if p.creditor.bic is not None and not (block.iban_only and not needs_creditor_bic(p.creditor.iban)):
             w.agent(tx, "CdtrAgt", _bic(p.creditor.bic, w.version))
         w.sub(w.sub(tx, "Cdtr"), "Nm", epc_name(p.creditor.name))
         w.path(tx, "CdtrAcct/Id/IBAN", str(_iban(p.creditor.iban)))

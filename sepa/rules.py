@@ -134,6 +134,25 @@ def epc_name(name: str) -> str:
     return to_epc(name)[:MAX_NAME].rstrip()
 
 
+# ---------------------------------------------------------------- IBAN-only
+
+# The EEA (EU and Iceland, Liechtenstein, Norway) by IBAN country code. Inside it a
+# SEPA credit transfer needs no BIC (Regulation (EU) 260/2012, since February 2016);
+# a payment to or from a SEPA country outside it (Switzerland, the UK, Monaco, San
+# Marino, Andorra, the Vatican, ...) still must name the creditor's bank by its BIC.
+# Overseas parts of EEA states bank with their state's IBANs (FR, PT, ES, FI).
+EEA_COUNTRIES = frozenset(
+    {"AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
+     "IS", "IT", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK"}
+)  # fmt: skip
+
+
+def needs_creditor_bic(creditor_iban: str) -> bool:
+    """Whether a SEPA credit transfer to this IBAN must name the creditor's BIC: when its
+    country is outside the EEA. (Compact or spaced IBAN; the first two letters decide.)"""
+    return creditor_iban.strip()[:2].upper() not in EEA_COUNTRIES
+
+
 # ---------------------------------------------------------------- identifiers
 
 

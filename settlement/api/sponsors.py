@@ -27,6 +27,15 @@ class DebtorAccountIn(Api):
     pain_version: Literal["pain.001.001.09", "pain.001.001.03"] = "pain.001.001.09"
     instant_supported: bool = False
     batch_booking: bool = True
+    iban_only: Annotated[
+        bool,
+        msgspec.Meta(
+            description="the bank prefers IBAN-only pain.001: the creditor agent (CdtrAgt BIC) is left out for "
+            "creditors in the EEA, where a SEPA credit transfer needs no BIC since 2016; creditors in SEPA "
+            "countries outside the EEA (CH, GB, ...) keep it. Both pain.001 versions' XSDs make CdtrAgt optional, "
+            "so nothing (no NOTPROVIDED) stands in its place. Default false: the BIC is written."
+        ),
+    ] = False
 
 
 class FundIn(Api):
@@ -99,7 +108,8 @@ class SponsorController(Controller):
         description=(
             "IBAN checked (checksum, structure, known bank); BIC derived when not given. The holder name must "
             "keep a letter or digit in the SEPA (EPC) character set that payment files use "
-            "(422 holder_name_invalid)."
+            "(422 holder_name_invalid). The bank profile (pain_version, instant_supported, batch_booking, "
+            "iban_only) shapes every pain.001 of the account."
         ),
     )
     async def add_debtor(
@@ -124,6 +134,7 @@ class SponsorController(Controller):
                 data.pain_version,
                 data.instant_supported,
                 data.batch_booking,
+                data.iban_only,
             ),
         )
 

@@ -628,6 +628,7 @@ async def export(
                     execution_date=execution_date(today, inst),
                     instant=inst,
                     batch_booking=debtor["batch_booking"],
+                    iban_only=debtor["iban_only"],
                     payments=part,
                 )
             )

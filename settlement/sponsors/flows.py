@@ -73,12 +73,14 @@ class DebtorAccount(msgspec.Struct, frozen=True, kw_only=True):
     pain_version: str
     instant_supported: bool
     batch_booking: bool
+    iban_only: bool
     bank_account_id: int
     in_transit_account_id: int
 
 
 _DEBTOR_COLS = (
-    "id, iban, bic, holder_name, pain_version, instant_supported, batch_booking, bank_account_id, in_transit_account_id"
+    "id, iban, bic, holder_name, pain_version, instant_supported, batch_booking, iban_only, bank_account_id, "
+    "in_transit_account_id"
 )
 
 
@@ -95,6 +97,7 @@ async def add_debtor_account(
     pain_version: Literal["pain.001.001.09", "pain.001.001.03"],
     instant_supported: bool,
     batch_booking: bool,
+    iban_only: bool = False,
 ) -> DebtorAccount:
     sponsor = await sponsor_of(conn, actor)
     compact, bic_ = check_iban(iban, bic)
@@ -106,7 +109,7 @@ async def add_debtor_account(
     )
     row = await conn.fetchrow(
         f"INSERT INTO debtor_accounts (sponsor_id, iban, bic, holder_name, pain_version, instant_supported, "
-        f"batch_booking, bank_account_id, in_transit_account_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
+        f"batch_booking, bank_account_id, in_transit_account_id, iban_only) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
         f"ON CONFLICT (sponsor_id, iban) DO NOTHING RETURNING {_DEBTOR_COLS}",
         sponsor.organisation_id,
         compact,
@@ -117,6 +120,7 @@ async def add_debtor_account(
         batch_booking,
         ids[chart.bank(compact)],
         ids[chart.in_transit(compact)],
+        iban_only,
     )
     if row is None:
         raise Conflict("this bank account is already registered", code="debtor_account_exists")

@@ -727,3 +727,34 @@ async def test_a_failing_schedule_does_not_stop_the_others(client: Any, world: W
     assert again == []
     assert len(trail) == 1 and trail[0]["actor"] == "system:payout-schedule"
     assert trail[0]["sponsor_id"] == first_sponsor
+
+
+async def test_an_iban_only_bank_profile_leaves_the_creditor_agents_out(client: Any, world: World) -> None:
+    """A bank that prefers IBAN-only files: the account's profile says so, and its
+    pain.001 names no creditor agent (the suppliers are all Dutch, inside the EEA)."""
+    r = await client.post(
+        "/v1/debtor-accounts",
+        json={"iban": "NL69INGB0123456789", "holder_name": "Gemeente Westerkwartier", "iban_only": True},
+        headers=world.h("gemeente_finance"),
+    )
+    assert r.status_code == 201, r.text
+    acct = r.json()
+    assert acct["iban_only"] is True and acct["bic"] == "INGBNL2A"
+    listed = (await client.get("/v1/debtor-accounts", headers=world.h("gemeente_finance"))).json()
+    assert [a["iban_only"] for a in listed] == [False, True]  # the demo's account keeps the default
+    run = await new_run(client, world, debtor_account_id=acct["id"])
+    run = await export(client, world, (await approve(client, world, run["id"]))["id"])
+    (data,) = await download(client, world, run)
+    validate(data, "pain.001.001.09")
+    shared = SHARED_BANK_FILES / "xsd" / "pain.001.001.09.xsd"
+    if shared.exists():
+        from lxml import etree
+
+        assert etree.XMLSchema(etree.parse(str(shared))).validate(etree.fromstring(data))
+    assert b"<CdtrAgt>" not in data and b"NOTPROVIDED" not in data
+    assert b"<DbtrAgt><FinInstnId><BICFI>INGBNL2A</BICFI>" in data.replace(b"\n", b"").replace(b" ", b"")
+    file = read_pain001(data)
+    assert all(p.creditor.bic is None for b in file.blocks for p in b.payments)
+    # the payments still carry the suppliers' BICs, as copied when the run was built
+    pays = (await client.get(f"/v1/payments?run_id={run['id']}", headers=world.h("gemeente_finance"))).json()
+    assert all(p["creditor_bic"] for p in pays)

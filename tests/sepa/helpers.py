@@ -50,6 +50,7 @@ def block(
     execution_date: date = MONDAY,
     instant: bool = False,
     batch_booking: bool = True,
+    **profile: bool,
 ) -> PaymentBlock:
     return PaymentBlock(
         pmt_inf_id=pmt_inf_id,
@@ -57,6 +58,7 @@ def block(
         execution_date=execution_date,
         instant=instant,
         batch_booking=batch_booking,
+        **profile,
         payments=payments if payments else (payment(),),
     )
 

@@ -15,7 +15,7 @@ from lxml import etree
 from ledger.money import parse_decimal
 from sepa.errors import InvalidPaymentFile, MalformedXml, SchemaInvalid
 from sepa.model import CreditTransferFile, Party, Payment, PaymentBlock
-from sepa.pain001 import build_pain001, file_problems
+from sepa.pain001 import build_pain001, file_problems, read_pain001
 from sepa.rules import INSTANT_MAX_CENTS, SCT_MAX_CENTS, build_remittance, epc_name
 from sepa.xsd import validate
 from tests.sepa.helpers import (
@@ -130,6 +130,31 @@ def test_version_specific_elements(version: str) -> None:
     assert _xpath(data, version, "//p:ChrgBr/text()") == ["SLEV", "SLEV"]
     assert _xpath(data, version, "//p:LclInstrm") == []
     shared_xsd_validate(data, version)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_iban_only_leaves_the_creditor_agent_out_inside_the_eea(version: str) -> None:
+    """Since 2016 an SCT inside the EEA needs no BIC, and some banks want none: the
+    creditor agent is left out (both XSDs make CdtrAgt optional, so no NOTPROVIDED),
+    except for a creditor in a SEPA country outside the EEA (Switzerland here),
+    whose BIC the scheme still requires. The debtor agent stays: both XSDs require it."""
+    swiss = Party(name="Velo Zuerich AG", iban="CH9300762011623852957", bic="POFICHBEXXX")
+    pays = (payment(1, 12_50, BIKE_SHOP), payment(2, 30_00, LIBRARY), payment(3, 5_00, swiss))
+    default = build_pain001(ctf(block(*pays), version=version))
+    assert len(_xpath(default, version, "//p:CdtTrfTxInf/p:CdtrAgt")) == 3
+    data = build_pain001(ctf(block(*pays, iban_only=True), version=version))
+    assert _xpath(data, version, "//p:CdtTrfTxInf[not(p:CdtrAgt)]/p:PmtId/p:EndToEndId/text()") == [
+        "P2026112201-000001",
+        "P2026112201-000002",
+    ]
+    bic = "BIC" if version.endswith("03") else "BICFI"
+    assert _xpath(data, version, f"//p:CdtrAgt/p:FinInstnId/p:{bic}/text()") == ["POFICHBEXXX"]
+    assert _xpath(data, version, "//p:NOTPROVIDED | //p:CdtrAgt//p:Othr") == []
+    assert _xpath(data, version, f"//p:DbtrAgt/p:FinInstnId/p:{bic}/text()") == ["ABNANL2A"]
+    shared_xsd_validate(data, version)
+    # what is read back: the creditors inside the EEA have no BIC in the file
+    back = read_pain001(data)
+    assert [p.creditor.bic for p in back.blocks[0].payments] == [None, None, "POFICHBEXXX"]
 
 
 def test_instant_has_local_instrument_inst() -> None:

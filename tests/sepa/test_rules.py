@@ -23,6 +23,7 @@ from sepa.rules import (
     execution_date,
     identifier_problems,
     is_target2_business_day,
+    needs_creditor_bic,
     next_target2_business_day,
     structured_ref_issuer,
     to_epc,
@@ -277,3 +278,21 @@ def test_split_payments_keeps_order_and_limit(n: int, size: int) -> None:
 def test_split_payments_refuses_a_nonsense_limit() -> None:
     with pytest.raises(ValueError, match="positive"):
         split_payments([payment()], 0)
+
+
+def test_a_bic_is_needed_only_for_creditors_outside_the_eea() -> None:
+    for eea in (
+        "NL91ABNA0417164300",
+        "DE89370400440532013000",
+        "NO9386011117947",
+        "LI21088100002324013AA",
+        "fr14 2004",
+    ):
+        assert not needs_creditor_bic(eea), eea
+    for outside in (
+        "CH9300762011623852957",
+        "GB29NWBK60161331926819",
+        "MC5811222000010123456789030",
+        "SM86U0322509800000000270100",
+    ):
+        assert needs_creditor_bic(outside), outside

@@ -15,3 +15,9 @@ ALTER TABLE statements ADD COLUMN bank_created_at timestamptz;
 -- the importer reads an account's latest day statements, newest first
 CREATE INDEX statements_account_day ON statements (debtor_account_id, statement_date DESC, id DESC)
     WHERE opening_balance IS NOT NULL;
+
+-- Bank profile: IBAN-only pain.001 files (sepa.pain001). Since 2016 a SEPA credit
+-- transfer inside the EEA needs no BIC and some banks prefer files without the
+-- creditor agent; true leaves CdtrAgt out for creditors in the EEA (a creditor in a
+-- SEPA country outside it keeps its BIC). Default: the BIC is written, as before.
+ALTER TABLE debtor_accounts ADD COLUMN iban_only boolean NOT NULL DEFAULT false;
